@@ -1,0 +1,53 @@
+"""What a teacher source gives the trainer, and the protocol every source implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import torch
+
+from ..heads import OutputHead
+
+if TYPE_CHECKING:
+    from ..trainer import DistillationTrainer
+
+__all__ = ["TeacherHidden", "TeacherSource", "TeacherTopK", "TeacherTargets"]
+
+
+@dataclass
+class TeacherHidden:
+    """A live teacher's final hidden states at the counted positions, `(tokens, hidden)`, and its output head."""
+
+    hidden: torch.Tensor
+    head: OutputHead
+
+
+@dataclass
+class TeacherTopK:
+    """A cached teacher's top-k next-token ids and log-probabilities at the counted positions, `(tokens, k)` each,
+    normalised over the teacher's full vocabulary (so their mass may sum to less than 1)."""
+
+    token_ids: torch.Tensor
+    log_probs: torch.Tensor
+
+
+TeacherTargets = TeacherHidden | TeacherTopK
+
+
+@runtime_checkable
+class TeacherSource(Protocol):
+    """Where the teacher's next-token distributions come from during training.
+
+    A new source is one file in `hf_distill/teachers/` implementing this protocol, plus one line in
+    `TEACHER_SOURCES` (`hf_distill/teachers/__init__.py`).
+    """
+
+    #: dataset columns the source reads from each batch; the trainer keeps them through column pruning.
+    dataset_columns: tuple[str, ...]
+
+    def setup(self, trainer: DistillationTrainer) -> None:
+        """Called once the trainer (and its accelerator) exists: place models, check the vocabulary."""
+
+    def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherTargets:
+        """Teacher targets at the positions where `position_mask` `(batch, seq - 1)` is True, in row-major order."""

@@ -1,0 +1,208 @@
+"""`DistillationTrainer`: TRL's `SFTTrainer` whose loss is `alpha * KD + (1 - alpha) * CE` against a teacher."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from trl import SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+from .collator import DistillationCollator
+from .config import DistillationConfig
+from .heads import OutputHead, add_hidden_states_forward
+from .losses.terms import KDTerms, dense_kd_terms
+from .teachers import TeacherHidden, TeacherSource, resolve_teacher_source
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DistillationTrainer"]
+
+# Batch keys the student's forward takes; everything else (labels, cached teacher columns) is the loss's.
+_MODEL_INPUT_KEYS = (
+    "input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k",
+    "seq_idx",
+)
+
+
+class DistillationTrainer(SFTTrainer):
+    """Distil a teacher into a student with TRL's SFT data handling: every TRL dataset format, chat templates,
+    completion-only masks, packing, PEFT (LoRA, QLoRA) and the usual `Trainer` machinery.
+
+    The loss on the tokens SFT trains on is `alpha * KD + (1 - alpha) * CE`, normalised by the number of those tokens
+    in the whole (gradient-accumulated, multi-process) batch, so 2 steps of 4 rows equal 1 step of 8.
+
+    Args:
+        model (`str`, `PreTrainedModel` or `PeftModel`): the student: a Hub id, a local path or a model.
+        teacher_model (`str`, `PreTrainedModel`, *optional*): the teacher: a Hub id, a local path or a model (an
+            8-bit/4-bit one too). Loaded with `args.teacher_model_init_kwargs` when given as id or path. `None` uses
+            `args.teacher_model_name_or_path`, or the cached teacher columns of the dataset.
+        args ([`DistillationConfig`], *optional*): training and distillation settings.
+        teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, to check it
+            matches the student's (found automatically when the teacher is a local folder).
+        Other arguments are those of [`trl.SFTTrainer`].
+
+    Example:
+
+    ```python
+    >>> from hf_distill import DistillationConfig, DistillationTrainer
+    >>> trainer = DistillationTrainer(
+    ...     model="Qwen/Qwen2.5-0.5B-Instruct",
+    ...     teacher_model="Qwen/Qwen2.5-1.5B-Instruct",
+    ...     args=DistillationConfig(output_dir="qwen-0.5b-distilled", alpha=0.9),
+    ...     train_dataset=dataset,
+    ... )
+    >>> trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "sft", "hf-distill", "distillation"]
+    _name = "Distillation"
+
+    def __init__(
+        self,
+        model,
+        teacher_model=None,
+        args: DistillationConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        *,
+        teacher_processing_class=None,
+        peft_config=None,
+        **kwargs: Any,
+    ):
+        args = self._check_args(args, model)
+        columns = _column_names(train_dataset)
+        self.teacher: TeacherSource = resolve_teacher_source(
+            teacher_model, args, columns, teacher_processing_class=teacher_processing_class
+        )
+        super().__init__(
+            model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        self._use_distillation_collator()
+        add_hidden_states_forward(self.model)
+        self.student_head = OutputHead.from_model(self.model)
+        self.teacher.setup(self)
+
+    # -- set-up -----------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_args(args, model) -> DistillationConfig:
+        if args is None:
+            name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+            return DistillationConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1] or 'student'}-distilled")
+        if not isinstance(args, DistillationConfig):
+            raise TypeError(
+                f"`args` must be a `DistillationConfig`, got {type(args).__name__}. Build one with "
+                "`DistillationConfig(output_dir=..., **sft_config.to_dict())`."
+            )
+        return args
+
+    def _use_distillation_collator(self) -> None:
+        """Swap TRL's default collator for ours (same padding), keeping a user-supplied collator."""
+        if type(self.data_collator) is DataCollatorForLanguageModeling:
+            base = self.data_collator
+            self.data_collator = DistillationCollator(
+                pad_token_id=base.pad_token_id,
+                padding_free=base.padding_free,
+                return_position_ids=base.return_position_ids,
+                pad_to_multiple_of=base.pad_to_multiple_of,
+                teacher_columns=getattr(self.teacher, "collator_columns", {}),
+            )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        for column in self.teacher.dataset_columns:
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    # -- loss -------------------------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"][:, 1:]
+        position_mask = labels != -100
+        model_inputs = {key: inputs[key] for key in _MODEL_INPUT_KEYS if key in inputs}
+        hidden = model(**model_inputs, return_hidden_states_only=True)
+        student_hidden = hidden[:, :-1][position_mask]
+        teacher_targets = self.teacher.targets(inputs, position_mask)
+        terms = self._kd_terms(student_hidden, labels[position_mask], teacher_targets)
+
+        # Normalise by the tokens of the whole accumulated batch across processes, like SFTTrainer's loss.
+        denominator = num_items_in_batch if num_items_in_batch is not None else terms.num_positions
+        denominator = torch.as_tensor(denominator, device=terms.kd_sum.device).clamp(min=1)
+        alpha = self.args.alpha
+        loss = (alpha * terms.kd_sum + (1 - alpha) * terms.ce_sum) / denominator
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self._tp_size)
+
+        self._log_terms(mode, terms, inputs)
+        if return_outputs:
+            with torch.no_grad():
+                outputs = model(**model_inputs)
+            return loss, outputs
+        return loss
+
+    def _kd_terms(self, student_hidden: torch.Tensor, labels: torch.Tensor, teacher_targets) -> KDTerms:
+        """Dispatch to the loss form that matches the teacher's targets."""
+        args = self.args
+        settings = dict(
+            divergence=args.divergence, beta=args.beta, skew=args.skew, temperature=args.temperature,
+            ce_type=args.loss_type,
+        )
+        if isinstance(teacher_targets, TeacherHidden):
+            return dense_kd_terms(
+                student_hidden, teacher_targets.hidden, self.student_head, teacher_targets.head, labels, **settings
+            )
+        raise TypeError(f"No loss form for teacher targets of type {type(teacher_targets).__name__}.")
+
+    def _log_terms(self, mode: str, terms: KDTerms, inputs: dict[str, Any]) -> None:
+        gather = self.accelerator.gather_for_metrics
+        device = terms.kd_sum.device
+        stats = torch.stack(
+            [
+                terms.kd_sum.detach().float(),
+                terms.ce_sum.detach().float(),
+                terms.num_teacher_agree.float(),
+                terms.num_label_correct.float(),
+                torch.tensor(float(terms.num_positions), device=device),
+            ]
+        )
+        kd, ce, agree, correct, count = gather(stats.unsqueeze(0)).sum(0).tolist()
+        if count > 0:
+            metrics = self._metrics[mode]
+            metrics["kd_loss"].append(kd / count)
+            metrics["ce_loss"].append(ce / count)
+            metrics["teacher_agreement"].append(agree / count)
+            metrics["mean_token_accuracy"].append(correct / count)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                local = inputs["attention_mask"].sum()
+            else:
+                local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+            self._total_train_tokens += int(gather(local.reshape(1)).sum().item()) // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+
+def _column_names(dataset) -> list[str]:
+    if dataset is None:
+        return []
+    names = getattr(dataset, "column_names", None)
+    if isinstance(names, dict):  # DatasetDict
+        names = next(iter(names.values()), [])
+    return list(names or [])
