@@ -13,8 +13,8 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from .collator import DistillationCollator
 from .config import DistillationConfig
 from .heads import OutputHead, add_hidden_states_forward
-from .losses.terms import KDTerms, dense_kd_terms
-from .teachers import TeacherHidden, TeacherSource, resolve_teacher_source
+from .losses.terms import KDTerms, LossSettings
+from .teachers import TeacherSource, resolve_teacher_source
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class DistillationTrainer(SFTTrainer):
         self._use_distillation_collator()
         add_hidden_states_forward(self.model)
         self.student_head = OutputHead.from_model(self.model)
+        self.loss_settings = LossSettings.from_config(self.args)
         self.teacher.setup(self)
 
     # -- set-up -----------------------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class DistillationTrainer(SFTTrainer):
         hidden = model(**model_inputs, return_hidden_states_only=True)
         student_hidden = hidden[:, :-1][position_mask]
         teacher_targets = self.teacher.targets(inputs, position_mask)
-        terms = self._kd_terms(student_hidden, labels[position_mask], teacher_targets)
+        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[position_mask], self.loss_settings)
 
         # Normalise by the tokens of the whole accumulated batch across processes, like SFTTrainer's loss.
         denominator = num_items_in_batch if num_items_in_batch is not None else terms.num_positions
@@ -157,19 +158,6 @@ class DistillationTrainer(SFTTrainer):
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
-
-    def _kd_terms(self, student_hidden: torch.Tensor, labels: torch.Tensor, teacher_targets) -> KDTerms:
-        """Dispatch to the loss form that matches the teacher's targets."""
-        args = self.args
-        settings = dict(
-            divergence=args.divergence, beta=args.beta, skew=args.skew, temperature=args.temperature,
-            ce_type=args.loss_type,
-        )
-        if isinstance(teacher_targets, TeacherHidden):
-            return dense_kd_terms(
-                student_hidden, teacher_targets.hidden, self.student_head, teacher_targets.head, labels, **settings
-            )
-        raise TypeError(f"No loss form for teacher targets of type {type(teacher_targets).__name__}.")
 
     def _log_terms(self, mode: str, terms: KDTerms, inputs: dict[str, Any]) -> None:
         gather = self.accelerator.gather_for_metrics
@@ -197,6 +185,13 @@ class DistillationTrainer(SFTTrainer):
                 local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
             self._total_train_tokens += int(gather(local.reshape(1)).sum().item()) // self._tp_size
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+
+    # -- cached teacher datasets (offline-teachers issue) ----------------------------------------------------------
+
+    # -- benchmark (benchmark issue) --------------------------------------------------------------------------------
+
+    # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
 
 def _column_names(dataset) -> list[str]:

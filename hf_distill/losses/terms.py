@@ -15,7 +15,28 @@ from ..heads import OutputHead
 from .dense import log_softmax_fp32
 from .divergences import per_token_divergence
 
-__all__ = ["KDTerms", "cross_entropy_per_token", "dense_kd_terms"]
+__all__ = ["KDTerms", "LossSettings", "cross_entropy_per_token", "dense_kd_terms"]
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss fields of [`DistillationConfig`] that every loss form reads."""
+
+    divergence: str = "forward_kl"
+    beta: float = 0.5
+    skew: float = 0.1
+    temperature: float = 1.0
+    ce_type: str = "nll"
+
+    @classmethod
+    def from_config(cls, args) -> LossSettings:
+        return cls(
+            divergence=args.divergence, beta=args.beta, skew=args.skew, temperature=args.temperature,
+            ce_type=args.loss_type,
+        )
+
+    def divergence_kwargs(self) -> dict:
+        return dict(divergence=self.divergence, beta=self.beta, skew=self.skew, temperature=self.temperature)
 
 
 @dataclass

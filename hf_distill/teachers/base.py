@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import torch
 
 from ..heads import OutputHead
+from ..losses.terms import KDTerms, LossSettings, dense_kd_terms
 
 if TYPE_CHECKING:
     from ..trainer import DistillationTrainer
@@ -22,6 +23,14 @@ class TeacherHidden:
     hidden: torch.Tensor
     head: OutputHead
 
+    def kd_terms(
+        self, student_hidden: torch.Tensor, student_head: OutputHead, labels: torch.Tensor, settings: LossSettings
+    ) -> KDTerms:
+        return dense_kd_terms(
+            student_hidden, self.hidden, student_head, self.head, labels,
+            **settings.divergence_kwargs(), ce_type=settings.ce_type,
+        )
+
 
 @dataclass
 class TeacherTopK:
@@ -30,6 +39,11 @@ class TeacherTopK:
 
     token_ids: torch.Tensor
     log_probs: torch.Tensor
+
+    def kd_terms(
+        self, student_hidden: torch.Tensor, student_head: OutputHead, labels: torch.Tensor, settings: LossSettings
+    ) -> KDTerms:
+        raise NotImplementedError("Cached top-k teachers arrive with the offline-teachers issue.")
 
 
 TeacherTargets = TeacherHidden | TeacherTopK
