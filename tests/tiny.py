@@ -55,7 +55,8 @@ _ARCHITECTURES = {
         num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False, **kw
     ),
     "gpt2": lambda v, h, L, **kw: GPT2Config(
-        vocab_size=v, n_embd=h, n_layer=L, n_head=4, n_positions=256, tie_word_embeddings=True, **kw
+        vocab_size=v, n_embd=h, n_layer=L, n_head=4, n_positions=256, tie_word_embeddings=True, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, **kw
     ),
     "gemma2": lambda v, h, L, **kw: Gemma2Config(
         vocab_size=v, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=L, num_attention_heads=4,

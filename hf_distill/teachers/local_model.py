@@ -69,6 +69,12 @@ def _teacher_tokenizer(teacher: str | os.PathLike | nn.Module) -> PreTrainedToke
         return None
 
 
+def _maps_ids_alike(tokenizer, teacher_tokenizer) -> bool:
+    """Every token of the student's tokenizer has the same id in the teacher's (which may add tokens beyond it)."""
+    teacher_vocab = teacher_tokenizer.get_vocab()
+    return all(teacher_vocab.get(token) == index for token, index in tokenizer.get_vocab().items())
+
+
 def align_vocabularies(
     student_head: OutputHead,
     teacher_head: OutputHead,
@@ -83,7 +89,7 @@ def align_vocabularies(
     """
     num_tokens = len(tokenizer)
     student_rows, teacher_rows = student_head.num_rows, teacher_head.num_rows
-    same_tokenizer = teacher_tokenizer is None or teacher_tokenizer.get_vocab() == tokenizer.get_vocab()
+    same_tokenizer = teacher_tokenizer is None or _maps_ids_alike(tokenizer, teacher_tokenizer)
     if not same_tokenizer or min(student_rows, teacher_rows) < num_tokens:
         teacher_tokens = len(teacher_tokenizer) if teacher_tokenizer is not None else "unknown"
         raise ValueError(
