@@ -10,6 +10,7 @@ from torch import nn
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
 from .heads import OutputHead, add_hidden_states_forward
@@ -131,6 +132,17 @@ class DistillationTrainer(SFTTrainer):
     @property
     def tokenizer(self):
         return self._tokenizer
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`, except that `resume_from_checkpoint=True` skips checkpoints whose save was cut off."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"No complete checkpoint to resume from in {self.args.output_dir!r}. Start without "
+                    "`resume_from_checkpoint` (--resume_from_checkpoint), or point it at a checkpoint folder."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # -- loss -------------------------------------------------------------------------------------------------------
 

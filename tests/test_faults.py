@@ -1,0 +1,86 @@
+"""Faults: a training run killed with SIGKILL resumes to the same student as an uninterrupted run."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_distill.checkpoints import last_complete_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+# Resumed runs replay the data order and RNG from the checkpoint; what differs is float summation order at most.
+RESUME_TOLERANCE = 1e-5
+
+
+def _train(output_dir, *extra, wait=True):
+    command = [sys.executable, "-m", "tests.scripts.train_tiny", str(output_dir), *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if wait:
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+        return None
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _weights(output_dir):
+    return load_file(str(Path(output_dir) / "final" / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_student(tmp_path):
+    _train(tmp_path / "clean")
+    process = _train(tmp_path / "killed", "--step-delay", "0.3", wait=False)
+    first = tmp_path / "killed" / "checkpoint-4"
+    deadline = time.time() + 300
+    while not (first / "trainer_state.json").exists():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
+    # A checkpoint cut off mid-save must be skipped, not loaded.
+    partial = tmp_path / "killed" / "checkpoint-999"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"truncated")
+    assert last_complete_checkpoint(tmp_path / "killed") != str(partial)
+
+    _train(tmp_path / "killed", "--resume")
+    clean, resumed = _weights(tmp_path / "clean"), _weights(tmp_path / "killed")
+    assert clean.keys() == resumed.keys()
+    for name in clean:
+        torch.testing.assert_close(resumed[name], clean[name], rtol=0, atol=RESUME_TOLERANCE, msg=name)
+
+
+def test_last_complete_checkpoint_skips_unfinished_saves(tmp_path):
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    for step, complete in [(2, True), (4, True), (6, False)]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    shutil.rmtree(tmp_path / "checkpoint-4")
+    shutil.rmtree(tmp_path / "checkpoint-2")
+    assert last_complete_checkpoint(tmp_path) is None
+
+
+def test_resume_without_a_complete_checkpoint_names_the_fix(tmp_path, model_factory, tokenizer):
+    from hf_distill import DistillationTrainer
+    from tests import tiny
+    from tests.test_trainer import _args
+
+    (tmp_path / "checkpoint-3").mkdir()
+    trainer = DistillationTrainer(
+        model=model_factory("llama"), teacher_model=model_factory("llama", seed=3), args=_args(tmp_path),
+        train_dataset=tiny.text_dataset(4), processing_class=tokenizer,
+    )
+    with pytest.raises(ValueError, match="No complete checkpoint to resume from.*Start without"):
+        trainer.train(resume_from_checkpoint=True)
