@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -250,8 +250,9 @@ def stream_answer(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> Iter
     thread.start()
     answer = ""
     for piece in streamer:
-        answer += piece
-        yield answer, streamer.stats
+        if piece:  # the streamer also emits "" while a word is incomplete
+            answer += piece
+            yield answer, streamer.stats
     thread.join()
     if errors:
         raise errors[0]
@@ -313,7 +314,7 @@ def format_measurements(values: dict) -> str:
         ("Parameters", _human(values["parameters"], ("", "K", "M", "B"), 1000)),
         ("Size", f"{_human(values['bytes'], ('B', 'KB', 'MB', 'GB'), 1000)} ({values['dtype']}, {values['device']})"),
     ]
-    return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return "| Measurement | Value |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
 
 
 def extract_benchmark_markdown(card_text: str) -> str | None:
@@ -366,7 +367,7 @@ def _intro(settings: AppSettings, models: dict[str, LoadedModel]) -> str:
     names = " and ".join(f"the {role} `{loaded.name}`" for role, loaded in models.items())
     return (
         f"The same prompt goes to {names}, one after the other, with greedy decoding. "
-        f"Running on `{settings.resolved_device()}` in `{settings.resolved_dtype()}`."
+        f"Running on `{settings.resolved_device()}` in `{str(settings.resolved_dtype()).removeprefix('torch.')}`."
     )
 
 
@@ -414,7 +415,8 @@ def build_demo(settings: AppSettings | None = None):
             texts = {role: "" for role in models}
             values = {role: measurements(loaded) for role, loaded in models.items()}
             for role in models:
-                for texts[role], values[role] in generate_for(role, prompt_text, int(new_tokens)):
+                for answer, answer_values in generate_for(role, prompt_text, int(new_tokens)):
+                    texts[role], values[role] = answer, answer_values
                     shown = [(texts[r], format_measurements(values[r])) for r in models]
                     yield (*[item for pair in shown for item in pair], dict(values))
 

@@ -69,7 +69,8 @@ def _validate(
     problems = []
     if hardware not in HARDWARE:
         problems.append(
-            f"`hardware`={hardware!r} is not a Space hardware flavour (`--hardware`): choose one of {', '.join(HARDWARE)}."
+            f"`hardware`={hardware!r} is not a Space hardware flavour (`--hardware`): "
+            f"choose one of {', '.join(HARDWARE)}."
         )
     if push and space_id is None:
         problems.append("`push=True` needs `space_id` (`--space-id namespace/name`): where to create the Space.")
@@ -136,7 +137,8 @@ def create_space(
         hardware (`str`, *optional*, defaults to `"cpu-basic"`): A `huggingface_hub.SpaceHardware` flavour, asked
             for at creation and written as `suggested_hardware`; `"zero-a10g"` is ZeroGPU.
         private (`bool`, *optional*): Visibility of a new Space; `None` is the account's default.
-        push (`bool`, *optional*, defaults to `False`): Create the Space (if needed) and upload the folder in one commit.
+        push (`bool`, *optional*, defaults to `False`): Create the Space (if needed) and upload the folder in one
+            commit.
         token (`str` or `bool`, *optional*): Hub token; `None` uses the saved login or `HF_TOKEN`.
         title (`str`, *optional*): Space title; defaults to `"<student> vs <teacher>"`.
         license (`str`, *optional*): Licence id of the Space; defaults to the licence in the student's card.
@@ -162,16 +164,33 @@ def create_space(
     ```
     """
     student_source, teacher_source = _validate(
-        student, teacher, space_id=space_id, output_dir=output_dir, hardware=hardware, private=private,
-        push=push, benchmark=benchmark, max_new_tokens=max_new_tokens,
+        student,
+        teacher,
+        space_id=space_id,
+        output_dir=output_dir,
+        hardware=hardware,
+        private=private,
+        push=push,
+        benchmark=benchmark,
+        max_new_tokens=max_new_tokens,
     )
     files, warnings = _space_files(
-        student_source, teacher_source, hardware=hardware, token=token, title=title, license=license,
-        benchmark=benchmark, max_new_tokens=max_new_tokens,
+        student_source,
+        teacher_source,
+        hardware=hardware,
+        token=token,
+        title=title,
+        license=license,
+        benchmark=benchmark,
+        max_new_tokens=max_new_tokens,
     )
     written = write_space_folder(files, output_dir)
     result = SpaceResult(
-        folder=Path(output_dir), files=written, card=files.readme, hardware=hardware, space_id=space_id,
+        folder=Path(output_dir),
+        files=written,
+        card=files.readme,
+        hardware=hardware,
+        space_id=space_id,
         warnings=warnings,
     )
     if push:
@@ -195,8 +214,13 @@ def _space_files(student, teacher, *, hardware, token, title, license, benchmark
     adapter = any(source.is_adapter is not False for source in (student, teacher) if source is not None)
     title = title or default_title(student, teacher)
     readme = build_space_card(
-        student=student, teacher=teacher, title=title, hardware=hardware, license=license_metadata,
-        benchmark=table, max_new_tokens=max_new_tokens,
+        student=student,
+        teacher=teacher,
+        title=title,
+        hardware=hardware,
+        license=license_metadata,
+        benchmark=table,
+        max_new_tokens=max_new_tokens,
     )
     config = {
         "student": student.app_value,

@@ -26,7 +26,7 @@ def payment_required_message(space_id: str, hardware: str) -> str:
     else:
         alternative = (
             "The free alternative is ZeroGPU: free personal accounts in good standing may host up to 2 ZeroGPU "
-            "Spaces. Create it with `hardware=\"zero-a10g\"` (`hf-distill space --hardware zero-a10g`); the generated "
+            'Spaces. Create it with `hardware="zero-a10g"` (`hf-distill space --hardware zero-a10g`); the generated '
             "app already runs its models under `@spaces.GPU`. Otherwise subscribe to PRO "
             "(https://huggingface.co/subscribe/pro), or to a Team/Enterprise plan for an organization."
         )

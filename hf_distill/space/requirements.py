@@ -21,7 +21,9 @@ def installed_version(package: str) -> str:
         return Version(metadata.version(package)).public
     except metadata.PackageNotFoundError:
         extra = ' (`pip install "hf-distill[demo]"`)' if package == "gradio" else ""
-        raise SpaceConfigError([f"The Space app needs `{package}`, which is not installed: install it{extra}."]) from None
+        raise SpaceConfigError(
+            [f"The Space app needs `{package}`, which is not installed: install it{extra}."]
+        ) from None
 
 
 def python_version() -> str:
@@ -48,6 +50,8 @@ def space_requirements(*, hardware: str, adapter: bool) -> str:
             f"--extra-index-url {CPU_TORCH_INDEX}",
         ]
     elif hardware == "zero-a10g":
-        lines.append("# ZeroGPU supports a fixed list of torch versions: see https://huggingface.co/docs/hub/spaces-zerogpu")
+        lines.append(
+            "# ZeroGPU supports a fixed list of torch versions: see https://huggingface.co/docs/hub/spaces-zerogpu"
+        )
     lines += [f"{package}=={installed_version(package)}" for package in packages]
     return "\n".join(lines) + "\n"
