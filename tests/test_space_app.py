@@ -174,15 +174,15 @@ def test_adapter_student_pins_peft_and_loads_in_the_app(models, tmp_path):
     [
         ({"hardware": "gpu-huge"}, "`hardware`='gpu-huge' is not a Space hardware flavour"),
         ({"push": True}, "`push=True` needs `space_id`"),
-        ({"space_id": "demo"}, "`space_id`='demo' must be `namespace/name`"),
-        ({"space_id": "me/a/b"}, "`space_id`='me/a/b' must be `namespace/name`"),
-        ({"space_id": "me/bad..name"}, "`space_id`='me/bad..name' is not a valid Hub id"),
+        ({"space_id": "demo"}, "`space_id` is 'demo': it must be `namespace/name`"),
+        ({"space_id": "me/a/b"}, "`space_id` is 'me/a/b': it must be `namespace/name`"),
+        ({"space_id": "me/bad..name"}, "`space_id` is 'me/bad..name': Cannot have -- or .. in repo_id"),
         ({"space_id": "me/demo", "push": True}, "is a local folder, which a Space on the Hub cannot load"),
         ({"private": "yes"}, "`private`='yes' must be True, False or None"),
         ({"max_new_tokens": 0}, "`max_new_tokens`=0 must be an integer from 1 to 1024"),
         ({"benchmark": "missing.json"}, "`benchmark`='missing.json' is not a file"),
         ({"teacher": "not a model!"}, "`teacher`='not a model!' is neither a local folder nor a valid Hub id"),
-        ({"teacher": "gpt2"}, "write it as `namespace/name`"),
+        ({"teacher": "gpt2"}, "`teacher`='gpt2' is neither a local folder nor a valid Hub id: `teacher` is 'gpt2': it"),
     ],
 )
 def test_bad_arguments(models, tmp_path, kwargs, message):
@@ -228,10 +228,12 @@ def test_settings_from_config_and_environment(space, app):
 def test_extract_benchmark_markdown():
     card = (
         "---\nlicense: mit\n---\n# M\n## Results\nno table\n"
-        "## Benchmark\n| a |\n|---|\n| 1 |\n### sub\n| b |\n## Next\n| c |"
+        "## Benchmark\n| a |\n|---|\n| 1 |\n![plot](benchmark/plot.png)\n### sub\n| b |\n## Next\n| c |"
     )
     assert template.extract_benchmark_markdown(card) == "| a |\n|---|\n| 1 |\n### sub\n| b |"
     assert template.extract_benchmark_markdown("# M\n## Usage\n| x |\n") is None
+    online = "## Evaluation\n| a |\n![plot](https://example.org/p.png)"  # an absolute image stays
+    assert template.extract_benchmark_markdown(online) == "| a |\n![plot](https://example.org/p.png)"
 
 
 def test_zero_gpu_decorates_the_generation(space, monkeypatch):
@@ -291,3 +293,43 @@ def test_student_only_app(app, models):
     answer, stats, raw = outputs
     assert answer == greedy_answer(models[0]) and set(raw) == {"student"}
     assert re.search(r"\| Total time \| \d+\.\d{3} s \|", stats)
+
+
+def test_space_command(models, tmp_path, capsys):
+    import argparse
+
+    from hf_distill.space.cli import add_space_parser
+
+    parser = argparse.ArgumentParser(prog="hf-distill")
+    add_space_parser(parser.add_subparsers())
+    args = parser.parse_args(["space", models[0], "--teacher", models[1], "--output-dir", str(tmp_path), "--private"])
+    assert args.private is True and args.hardware == "cpu-basic"
+    assert args.handler(args) == 0
+    assert SpaceCard.load(tmp_path / "README.md").data.title == "tiny-student vs tiny-teacher"
+    assert "python app.py" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["space", models[0], "--output-dir", str(tmp_path), "--private", "--public"])
+
+
+def test_benchmark_report_json_beside_the_student(models, tmp_path):
+    """A real `BenchmarkReport` saved as `benchmark.json` in the student's folder becomes the Space's table."""
+    from hf_distill.benchmark import benchmark
+    from tests import tiny
+
+    report = benchmark(
+        models[0],
+        models[1],
+        tiny.prompt_completion_dataset(4),
+        max_new_tokens=2,
+        batch_sizes=(1,),
+        num_latency_runs=1,
+        num_warmup_runs=0,
+    )
+    report.to_json(Path(models[0]) / "benchmark.json")
+    try:
+        create_space(models[0], teacher=models[1], output_dir=tmp_path)
+    finally:
+        (Path(models[0]) / "benchmark.json").unlink()
+    table = (tmp_path / "benchmark.md").read_text()
+    assert table == report.to_markdown().rstrip() + "\n" and "Perplexity" in table
+    assert table in (tmp_path / "README.md").read_text()

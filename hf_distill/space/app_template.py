@@ -50,6 +50,7 @@ GPU_MAX_NEW_TOKENS = 256
 MAX_NEW_TOKENS_LIMIT = 1024
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _BENCHMARK_HEADING = re.compile(r"benchmark|evaluation|results", re.IGNORECASE)
+_RELATIVE_IMAGE = re.compile(r"!\[[^\]]*\]\((?!https?://)[^)]*\)$")
 
 
 def on_zero_gpu() -> bool:
@@ -332,7 +333,9 @@ def extract_benchmark_markdown(card_text: str) -> str | None:
         if not _BENCHMARK_HEADING.search(lines[start]):
             continue
         end = next((i for i, lvl in headings[number + 1 :] if lvl <= level), len(lines))
-        body = "\n".join(lines[start + 1 : end]).strip()
+        # Relative images (the card's plot) do not exist in the Space.
+        kept = [line for line in lines[start + 1 : end] if not _RELATIVE_IMAGE.match(line.strip())]
+        body = "\n".join(kept).strip()
         if any(line.lstrip().startswith("|") for line in body.splitlines()):
             return body
     return None

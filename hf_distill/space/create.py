@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceHardware
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .app_template import MAX_NEW_TOKENS_LIMIT
 from .card import build_space_card, default_title
@@ -53,17 +52,25 @@ class SpaceResult:
 
 
 def _space_id_problem(space_id) -> str | None:
-    if not isinstance(space_id, str) or space_id.count("/") != 1:
-        return f"`space_id`={space_id!r} must be `namespace/name` (your user or organization, then the Space name)."
+    from hf_distill.hub import PushError, validate_repo_id  # lazy: hf_distill.hub re-exports this module
+
     try:
-        validate_repo_id(space_id)
-    except HFValidationError as error:
-        return f"`space_id`={space_id!r} is not a valid Hub id: {error}"
+        validate_repo_id(space_id, argument="space_id")
+    except PushError as error:
+        return str(error)
     return None
 
 
+def _token_problem(token) -> str | None:
+    from hf_distill.hub import resolve_token
+
+    if resolve_token(token):
+        return None
+    return "`push=True` needs a Hugging Face token: pass `token=`, set HF_TOKEN, or run `hf auth login`."
+
+
 def _validate(
-    student, teacher, *, space_id, output_dir, hardware, private, push, benchmark, max_new_tokens
+    student, teacher, *, space_id, output_dir, hardware, private, push, token, benchmark, max_new_tokens
 ) -> tuple[ModelSource, ModelSource | None]:
     """Checks every argument before any work; raises one `SpaceConfigError` listing every problem."""
     problems = []
@@ -75,6 +82,8 @@ def _validate(
     if push and space_id is None:
         problems.append("`push=True` needs `space_id` (`--space-id namespace/name`): where to create the Space.")
     if space_id is not None and (problem := _space_id_problem(space_id)):
+        problems.append(problem)
+    if push and (problem := _token_problem(token)):
         problems.append(problem)
     if private is not None and not isinstance(private, bool):
         problems.append(f"`private`={private!r} must be True, False or None (the account's default).")
@@ -116,7 +125,7 @@ def create_space(
     hardware: str = "cpu-basic",
     private: bool | None = None,
     push: bool = False,
-    token: str | bool | None = None,
+    token: str | None = None,
     title: str | None = None,
     license: str | None = None,
     benchmark=None,
@@ -171,6 +180,7 @@ def create_space(
         hardware=hardware,
         private=private,
         push=push,
+        token=token,
         benchmark=benchmark,
         max_new_tokens=max_new_tokens,
     )

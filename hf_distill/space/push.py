@@ -13,14 +13,16 @@ if TYPE_CHECKING:
     from .create import SpaceResult
 
 
-def push_space_folder(result: SpaceResult, *, private: bool | None, token: str | bool | None) -> SpaceResult:
+def push_space_folder(result: SpaceResult, *, private: bool | None, token: str | None) -> SpaceResult:
     """Creates `result.space_id` (a Gradio Space on `result.hardware`; kept as is when it exists) and uploads
     `result.files` from `result.folder` in a single commit; fills the URLs and commit of `result`.
 
     Raises:
         `SpaceCreationError`: on 402 Payment Required, with the explanation and the ZeroGPU alternative.
     """
-    api = HfApi(token=token)
+    from hf_distill.hub import resolve_token
+
+    api = HfApi(token=resolve_token(token))
     try:
         url = api.create_repo(
             result.space_id,

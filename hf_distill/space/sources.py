@@ -7,13 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import ModelCard
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .app_template import extract_benchmark_markdown
 
 logger = logging.getLogger(__name__)
 
-BENCHMARK_FILES = ("benchmark_report.md", "benchmark.md", "benchmark_report.json")
+# Rendered tables first; a JSON report is rendered with hf_distill.benchmark.BenchmarkReport.
+BENCHMARK_FILES = (
+    "benchmark_report.md",
+    "benchmark.md",
+    "benchmark/report.json",
+    "benchmark_report.json",
+    "benchmark.json",
+)
 
 
 @dataclass
@@ -71,15 +77,13 @@ def resolve_model_source(value, *, role: str) -> tuple[ModelSource | None, str |
                 "adapter_config.json): pass the folder written by `save_pretrained`, or a Hub id."
             )
         return ModelSource(str(value), local_path=path), None
+    from hf_distill.hub import PushError, validate_repo_id  # lazy: hf_distill.hub re-exports this package
+
     try:
-        validate_repo_id(str(value))
-    except HFValidationError as error:
+        hub_id = validate_repo_id(str(value), argument=role)
+    except PushError as error:
         return None, f"`{role}`={str(value)!r} is neither a local folder nor a valid Hub id: {error}"
-    if "/" not in str(value):
-        return None, (
-            f"`{role}`={str(value)!r} is not a local folder and not a full Hub id: write it as `namespace/name`."
-        )
-    return ModelSource(str(value), hub_id=str(value)), None
+    return ModelSource(str(value), hub_id=hub_id), None
 
 
 def card_license(card: ModelCard | None) -> dict:
@@ -96,7 +100,7 @@ def benchmark_markdown(benchmark, student: ModelSource, card: ModelCard | None) 
 
     Args:
         benchmark (`BenchmarkReport`, `str`, `Path` or `None`): Anything with `to_markdown()`, or a `.md`/`.json` file.
-        student (`ModelSource`): The student, whose folder may hold `benchmark_report.{md,json}`.
+        student (`ModelSource`): The student, whose folder may hold one of `BENCHMARK_FILES`.
         card (`ModelCard`, *optional*): The student's card.
     """
     if benchmark is not None:
