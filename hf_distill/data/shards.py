@@ -1,0 +1,289 @@
+"""Sharded, resumable, multi-process dataset writing: the machinery under `cache_teacher_logits` and
+`generate_completions`, usable by any job that maps a dataset row-range by row-range into a new dataset.
+
+The input rows are cut into fixed shards of `shard_size` rows. Rank r of W processes (`torchrun`, `accelerate launch`)
+writes shards r, r + W, r + 2W, ... Each shard is saved with `Dataset.save_to_disk` into a temporary folder and moved
+into place with one atomic rename; then a sidecar JSON records its row count, a sha256 of the input rows it was made
+from and a sha256 of every file. A shard counts as finished only when its sidecar exists and every checksum verifies,
+so a run killed at any instant resumes where it stopped and never reads a half-written shard. When every shard is
+finished, rank 0 concatenates them in order, so the result does not depend on how many processes wrote them.
+
+Layout of `output_dir` while a run is in progress:
+
+```
+output_dir/shards/settings.json          what the run computes (a resumed run must match it)
+output_dir/shards/shard-00000/           Dataset.save_to_disk of rows [0, shard_size)
+output_dir/shards/shard-00000.json       {"num_rows", "input_sha256", "files": {name: sha256}}
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch.distributed as dist
+from datasets import Dataset
+
+__all__ = [
+    "ProcessGroup",
+    "ResumeError",
+    "RunManifest",
+    "Shard",
+    "ShardStore",
+    "atomic_write_text",
+    "rows_sha256",
+    "run_sharded",
+]
+
+
+class ResumeError(ValueError):
+    """`output_dir` holds a run made with other settings or other input rows."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows `[start, stop)` of the input, written as shard number `index`."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:05d}"
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's rank among the processes of the run, from `torch.distributed` or accelerate's `PartialState`
+    (which sets up the process group that `torchrun` / `accelerate launch` describe in the environment)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def current(cls) -> ProcessGroup:
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            state = PartialState()
+            return cls(state.process_index, state.num_processes)
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def rows_sha256(dataset: Dataset) -> str:
+    """sha256 of the rows' content (column by column, JSON), to recognise the same input on resume."""
+    digest = hashlib.sha256()
+    for column in sorted(dataset.column_names):
+        digest.update(json.dumps([column, dataset[column]], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardStore:
+    """The shards of one run under `output_dir/shards/`.
+
+    Args:
+        output_dir (`str` or `Path`): the run's output folder.
+        num_rows (`int`): rows of the input.
+        shard_size (`int`): rows per shard (the last one may be shorter).
+        settings (`dict`): JSON-serialisable description of what the run computes; resuming with other settings
+            raises [`ResumeError`].
+
+    Example:
+
+    ```python
+    >>> store = ShardStore("out", num_rows=len(source), shard_size=4, settings={"job": "upper"})
+    >>> for shard in store.shards:
+    ...     rows = source.select(range(shard.start, shard.stop))
+    ...     if not store.is_finished(shard, rows_sha256(rows)):
+    ...         store.write(shard, rows.map(lambda r: {"text": r["text"].upper()}), input_sha256=rows_sha256(rows))
+    >>> result = store.assemble()
+
+    [`run_sharded`] does this across processes.
+    ```
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, *, num_rows: int, shard_size: int, settings: dict):
+        if shard_size < 1:
+            raise ValueError(f"`shard_size` is {shard_size}; it must be >= 1 (rows per shard, e.g. 1000).")
+        self.root = Path(output_dir) / "shards"
+        self.settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        self.shards = [
+            Shard(index, start, min(start + shard_size, num_rows))
+            for index, start in enumerate(range(0, num_rows, shard_size))
+        ]
+
+    def check_settings(self, group: ProcessGroup) -> None:
+        """Record the settings (rank 0) or compare them with the recorded ones; raises [`ResumeError`]."""
+        path = self.root / "settings.json"
+        if path.exists():
+            recorded = json.loads(path.read_text())
+            if recorded != self.settings:
+                keys = set(recorded) | set(self.settings)
+                changed = sorted(k for k in keys if recorded.get(k) != self.settings.get(k))
+                raise ResumeError(
+                    f"{self.root.parent} holds an unfinished run made with other settings (differing: "
+                    f"{', '.join(changed)}). Use another `output_dir`, or delete {self.root} to start over."
+                )
+        elif group.is_main:
+            atomic_write_text(path, json.dumps(self.settings, sort_keys=True, indent=2))
+
+    def is_finished(self, shard: Shard, input_sha256: str | None = None) -> bool:
+        sidecar = self._sidecar(shard)
+        if not sidecar.exists():
+            return False
+        record = json.loads(sidecar.read_text())
+        if input_sha256 is not None and record["input_sha256"] != input_sha256:
+            raise ResumeError(
+                f"Shard {shard.index} (rows {shard.start}-{shard.stop - 1}) in {self.root} was made from other input "
+                f"rows. Use another `output_dir`, or delete {self.root} to start over."
+            )
+        return self._verify(shard, record)
+
+    def write(self, shard: Shard, dataset: Dataset, *, input_sha256: str) -> None:
+        """Save `dataset` as `shard` atomically, then its checksummed sidecar."""
+        if len(dataset) != shard.stop - shard.start:
+            raise ValueError(f"Shard {shard.index} must hold {shard.stop - shard.start} rows, got {len(dataset)}.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{shard.name}."))
+        dataset.save_to_disk(str(tmp))
+        final = self.root / shard.name
+        if final.exists():  # a shard dir without a valid sidecar: a killed earlier attempt
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        files = {path.name: _file_sha256(path) for path in sorted(final.iterdir())}
+        record = {"num_rows": len(dataset), "input_sha256": input_sha256, "files": files}
+        atomic_write_text(self._sidecar(shard), json.dumps(record, sort_keys=True, indent=2))
+
+    def assemble(self) -> Dataset:
+        """All shards, verified and concatenated in row order (memory-mapped, nothing copied)."""
+        parts = []
+        for shard in self.shards:
+            sidecar = self._sidecar(shard)
+            if not sidecar.exists() or not self._verify(shard, json.loads(sidecar.read_text())):
+                raise ResumeError(f"Shard {shard.index} in {self.root} is missing or corrupt; re-run to rewrite it.")
+            parts.append(datasets.load_from_disk(str(self.root / shard.name)))
+        return datasets.concatenate_datasets(parts) if parts else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _sidecar(self, shard: Shard) -> Path:
+        return self.root / f"{shard.name}.json"
+
+    def _verify(self, shard: Shard, record: dict) -> bool:
+        folder = self.root / shard.name
+        if record.get("num_rows") != shard.stop - shard.start or not folder.is_dir():
+            return False
+        present = {path.name for path in folder.iterdir()}
+        if present != set(record["files"]):
+            return False
+        return all(_file_sha256(folder / name) == sha for name, sha in record["files"].items())
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """`output_dir/hf_distill_run.json`: written last, when the assembled dataset is saved. A run that finds it with
+    the same settings returns the saved dataset without recomputing anything."""
+
+    kind: str
+    settings: dict
+
+    @property
+    def file_name(self) -> str:
+        return "hf_distill_run.json"
+
+    def load_finished(self, output_dir: str | os.PathLike) -> Dataset | None:
+        path = Path(output_dir) / self.file_name
+        if not path.exists():
+            return None
+        recorded = json.loads(path.read_text())
+        settings = json.loads(json.dumps(self.settings, sort_keys=True, default=str))
+        if recorded.get("kind") != self.kind or recorded.get("settings") != settings:
+            raise ResumeError(
+                f"{output_dir} already holds a finished {recorded.get('kind')} dataset made with other settings. "
+                "Use another `output_dir`, or delete it to start over."
+            )
+        return datasets.load_from_disk(str(output_dir))
+
+    def save(self, dataset: Dataset, output_dir: str | os.PathLike, *, store: ShardStore) -> Dataset:
+        """Save the assembled dataset into `output_dir`, then the manifest, then drop the shards."""
+        dataset.save_to_disk(str(output_dir))
+        record = {"kind": self.kind, "settings": self.settings}
+        atomic_write_text(Path(output_dir) / self.file_name, json.dumps(record, sort_keys=True, default=str, indent=2))
+        store.remove()
+        return datasets.load_from_disk(str(output_dir))
+
+
+def run_sharded(
+    source: Dataset,
+    output_dir: str | os.PathLike,
+    *,
+    kind: str,
+    settings: dict,
+    shard_size: int,
+    work: Callable[[Dataset, Shard], Dataset],
+    finalize: Callable[[Dataset], Dataset] | None = None,
+    group: ProcessGroup | None = None,
+) -> Dataset:
+    """Map `source` shard by shard with `work(rows, shard)` on every process, resumably, and return the assembled
+    dataset saved in `output_dir` (identical whatever the number of processes).
+
+    `finalize(dataset)` runs once, on rank 0, before the dataset is saved (e.g. to set its description or write a
+    card into `output_dir`).
+    """
+    manifest = RunManifest(kind, settings)
+    finished = manifest.load_finished(output_dir)
+    if finished is not None:
+        return finished
+    group = group or ProcessGroup.current()
+    store = ShardStore(output_dir, num_rows=len(source), shard_size=shard_size, settings=settings)
+    store.check_settings(group)
+    for shard in store.shards[group.rank :: group.world_size]:
+        rows = source.select(range(shard.start, shard.stop))
+        input_sha256 = rows_sha256(rows)
+        if not store.is_finished(shard, input_sha256):
+            store.write(shard, work(rows, shard), input_sha256=input_sha256)
+    group.barrier()
+    if group.is_main:
+        dataset = store.assemble()
+        manifest.save(finalize(dataset) if finalize is not None else dataset, output_dir, store=store)
+    group.barrier()
+    return datasets.load_from_disk(str(output_dir))
