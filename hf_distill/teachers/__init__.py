@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import TeacherHidden, TeacherSource, TeacherTargets, TeacherTopK
+from .cached_topk import CachedTopKTeacher
 from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model
 
 __all__ = [
     "TEACHER_SOURCES",
+    "CachedTopKTeacher",
     "LocalModelTeacher",
     "TeacherHidden",
     "TeacherSource",
@@ -39,6 +41,7 @@ def _local_model(teacher_model, args, dataset_columns, **kwargs) -> TeacherSourc
 
 TEACHER_SOURCES: list[Callable[..., TeacherSource | None]] = [
     _local_model,
+    CachedTopKTeacher.from_trainer_inputs,
 ]
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import torch
 
 from ..heads import OutputHead
+from ..losses.fused import fused_kd_terms
+from ..losses.sparse import sparse_kd_terms
 from ..losses.terms import KDTerms, LossSettings, dense_kd_terms
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ class TeacherHidden:
     def kd_terms(
         self, student_hidden: torch.Tensor, student_head: OutputHead, labels: torch.Tensor, settings: LossSettings
     ) -> KDTerms:
+        if settings.use_fused:
+            return fused_kd_terms(student_hidden, self.hidden, student_head, self.head, labels, settings)
         return dense_kd_terms(
             student_hidden, self.hidden, student_head, self.head, labels,
             **settings.divergence_kwargs(), ce_type=settings.ce_type,
@@ -35,15 +39,20 @@ class TeacherHidden:
 @dataclass
 class TeacherTopK:
     """A cached teacher's top-k next-token ids and log-probabilities at the counted positions, `(tokens, k)` each,
-    normalised over the teacher's full vocabulary (so their mass may sum to less than 1)."""
+    normalised over the teacher's full vocabulary (so their mass may sum to less than 1), and optionally the log of
+    the mass outside the top-k, `(tokens,)` (the loss's tail bucket; derived from `log_probs` when `None`)."""
 
     token_ids: torch.Tensor
     log_probs: torch.Tensor
+    tail_log_probs: torch.Tensor | None = None
 
     def kd_terms(
         self, student_hidden: torch.Tensor, student_head: OutputHead, labels: torch.Tensor, settings: LossSettings
     ) -> KDTerms:
-        raise NotImplementedError("Cached top-k teachers arrive with the offline-teachers issue.")
+        return sparse_kd_terms(
+            student_hidden, student_head, self.token_ids, self.log_probs, labels,
+            teacher_tail_log_probs=self.tail_log_probs, **settings.divergence_kwargs(), ce_type=settings.ce_type,
+        )
 
 
 TeacherTargets = TeacherHidden | TeacherTopK
