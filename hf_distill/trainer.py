@@ -201,6 +201,55 @@ class DistillationTrainer(SFTTrainer):
 
     # -- cached teacher datasets (offline-teachers issue) ----------------------------------------------------------
 
+    def _prepare_maybe_cached(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        """SFTTrainer's dataset preparation, with cached-teacher datasets (`hf_distill.data.cache_teacher_logits`)
+        made ready for it first, and their `teacher_topk` blobs decoded on the fly when the cache is the teacher."""
+        from .data.format import is_cached_dataset
+
+        if not is_cached_dataset(_column_names(dataset)):
+            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+        dataset = self._prepare_cached_rows(dataset, args, packing, formatting_func, dataset_name)
+        dataset = super()._prepare_dataset(dataset, processing_class, args, False, None, dataset_name)
+        decode = getattr(self.teacher, "decode_batch", None)  # a live teacher given beside a cache ignores it
+        return dataset.with_transform(decode) if decode is not None else dataset
+
+    def _prepare_cached_rows(self, dataset, args, packing, formatting_func, dataset_name):
+        """Refuse settings a cache cannot serve, check its tokenizer against the student's (before any work), then
+        build SFT labels from `completion_mask` (the cache has no prompt column, so TRL would train on every token)
+        and truncate `input_ids`, labels and the cached targets together to `max_length`."""
+        from datasets import Dataset
+
+        from .data.format import CachedDatasetError, check_tokenizer_hash, prepare_cached_rows
+
+        problems = []
+        if not isinstance(dataset, Dataset):
+            problems.append(f"the {dataset_name} dataset is a {type(dataset).__name__}; load the cache as a "
+                            "`Dataset` (`datasets.load_from_disk(path)`, or `load_dataset(...)` without streaming)")
+        if packing:
+            problems.append("`packing` (--packing) must be False: packed rows would mix the cached positions")
+        if args.assistant_only_loss:
+            problems.append("`assistant_only_loss` (--assistant_only_loss) must be False: the cache's "
+                            "`completion_mask` already says which tokens are trained on")
+        if args.completion_only_loss is False:
+            problems.append("`completion_only_loss` (--completion_only_loss) must be unset or True: the cache holds "
+                            "teacher targets only where `completion_mask` is 1")
+        if formatting_func is not None:
+            problems.append("`formatting_func` cannot apply: the cache is already tokenized")
+        if problems:
+            raise CachedDatasetError(f"The {dataset_name} dataset carries cached teacher logits, but " + "; ".join(
+                problems) + ".")
+        check_tokenizer_hash(dataset, self._tokenizer, dataset_name=dataset_name)
+        return dataset.map(
+            prepare_cached_rows,
+            batched=True,
+            with_indices=True,
+            remove_columns=["completion_mask"],
+            fn_kwargs={"max_length": args.max_length, "truncation_mode": args.truncation_mode,
+                       "dataset_name": dataset_name},
+            num_proc=args.dataset_num_proc,
+            desc=f"Checking the cached teacher and building labels of the {dataset_name} dataset",
+        )
+
     # -- benchmark (benchmark issue) --------------------------------------------------------------------------------
 
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
