@@ -252,6 +252,52 @@ class DistillationTrainer(SFTTrainer):
 
     # -- benchmark (benchmark issue) --------------------------------------------------------------------------------
 
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        # Keep each eval set as given: `benchmark()` needs the prompts and reference completions, while
+        # `self.eval_dataset` becomes TRL's tokenized (possibly packed or truncated) copy.
+        if dataset_name != "train":
+            self._raw_eval_datasets = {**getattr(self, "_raw_eval_datasets", {}), dataset_name: dataset}
+        return self._prepare_maybe_cached(dataset, processing_class, args, packing, formatting_func, dataset_name)
+
+    def benchmark(self, eval_dataset=None, **kwargs):
+        """Benchmark the trained student against the trainer's teacher with [`hf_distill.benchmark.benchmark`]:
+        quality, fidelity, latency and size, as a [`~hf_distill.benchmark.BenchmarkReport`].
+
+        Args:
+            eval_dataset (`Dataset` or `str`, *optional*): held-out rows in prompt/completion or messages format; the
+                name of one of the trainer's eval datasets; or None for the trainer's eval dataset as it was given.
+            kwargs: any other argument of `hf_distill.benchmark.benchmark` (`baseline=`, `batch_sizes=`,
+                `dataset_name=`, ...). `teacher=` overrides the trainer's teacher.
+        """
+        from .benchmark import benchmark
+
+        raw = getattr(self, "_raw_eval_datasets", {})
+        if eval_dataset is None or isinstance(eval_dataset, str):
+            if isinstance(eval_dataset, str) and eval_dataset not in raw:
+                raise ValueError(f"No eval dataset named {eval_dataset!r}: the trainer has {sorted(raw)}.")
+            if eval_dataset is None and len(raw) != 1:
+                raise ValueError(
+                    f"The trainer has {len(raw)} eval datasets ({sorted(raw)}): pass `eval_dataset=` (one of those "
+                    "names, or a held-out dataset in prompt/completion or messages format)."
+                )
+            eval_dataset = raw[eval_dataset] if isinstance(eval_dataset, str) else next(iter(raw.values()))
+        teacher = getattr(self.teacher, "model", None)
+        if teacher is None and "teacher" not in kwargs:
+            logger.warning("The trainer's teacher is not a live model: benchmarking the student without a teacher.")
+        kwargs.setdefault("teacher", teacher)
+        kwargs.setdefault("tokenizer", self.tokenizer)
+        kwargs.setdefault("teacher_tokenizer", getattr(self.teacher, "teacher_tokenizer", None))
+        student_name = self.args.hub_model_id or self.args.output_dir.rstrip("/").split("/")[-1]
+        kwargs.setdefault("model_names", {"student": student_name})
+        return benchmark(self.model, dataset=eval_dataset, **kwargs)
+
+    def plot_training_curves(self, path) -> str:
+        """Write a PNG of `kd_loss`, `ce_loss` and `teacher_agreement` (train and eval) against the step, from the
+        trainer's log history; returns the path."""
+        from .benchmark.plots import plot_training_curves
+
+        return plot_training_curves(self.state.log_history, path)
+
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
 
