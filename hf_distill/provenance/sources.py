@@ -1,0 +1,254 @@
+"""Where a teacher, starting checkpoint or dataset came from: Hub id and resolved commit (from the local Hub cache,
+or the Hub API when online), or a content hash for local folders and in-memory objects; and its licence as read
+at that revision."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import constants, metadata_load
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
+from huggingface_hub.utils import validate_repo_id
+from torch import nn
+
+from ..heads import unwrap_model
+from ..licenses import normalize_license
+from .record import DatasetRecord, SourceRecord
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LICENSE_FILE_NAMES",
+    "dataset_record",
+    "folder_content_hash",
+    "is_hub_id",
+    "model_record",
+    "sha256_file",
+]
+
+# Files beside a model whose text a derived model may have to ship (LICENSE copy, NOTICE, use policy).
+LICENSE_FILE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "USE_POLICY.md")
+# What "config and weights" means for the content hash of a local folder.
+_HASHED_PATTERNS = ("config.json", "adapter_config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt")
+# datasets' cache layout for Hub datasets: {namespace}___{name}/{config}/{version}/{commit sha}/...
+_DATASET_CACHE_RE = re.compile(r"([^/\\]+)___([^/\\]+)[/\\][^/\\]+[/\\][^/\\]+[/\\]([0-9a-f]{40})[/\\]")
+_CHUNK = 8 * 1024 * 1024
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, cached by (path, size, mtime) so checkpoints do not re-hash unchanged teachers."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _hash_cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def folder_content_hash(folder: str | os.PathLike) -> str | None:
+    """One SHA-256 over the config and weight files of a local model folder (names and contents), or None if the
+    folder holds none."""
+    folder = Path(folder)
+    files = sorted({p for pattern in _HASHED_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _state_dict_hash(model: nn.Module) -> str:
+    """SHA-256 over the parameter names and raw bytes of an in-memory model (one with no folder to hash)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether `value` reads as a Hub repo id (`name` or `namespace/name`) rather than a local path."""
+    if not value or value.startswith((".", "/", "~")) or "\\" in value or os.path.exists(value):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return value.count("/") <= 1
+
+
+def cached_snapshot(repo_id: str, repo_type: str = "model", revision: str | None = None) -> Path | None:
+    """The local Hub cache folder of `repo_id` at `revision` (a branch, tag or commit), if it was downloaded."""
+    root = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    revision = revision or constants.DEFAULT_REVISION
+    commit = revision if REGEX_COMMIT_HASH.fullmatch(revision) else None
+    if commit is None and (root / "refs" / revision).is_file():
+        commit = (root / "refs" / revision).read_text().strip()
+    snapshot = root / "snapshots" / commit if commit else None
+    return snapshot if snapshot is not None and snapshot.is_dir() else None
+
+
+def _card_license(folder: Path) -> str | None:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    metadata = metadata_load(readme) or {}
+    return normalize_license(metadata.get("license"), metadata.get("license_name"))
+
+
+def _license_files(folder: Path | None) -> list[str]:
+    return [name for name in LICENSE_FILE_NAMES if folder is not None and (folder / name).is_file()]
+
+
+def _hub_record(role: str, repo_id: str, revision: str | None, repo_type: str) -> SourceRecord:
+    """Resolve a Hub repo at `revision`: the local cache first, then the Hub API unless offline."""
+    record = SourceRecord(role=role, kind="hub", repo_id=repo_id, name=repo_id.split("/")[-1], revision=revision)
+    snapshot = cached_snapshot(repo_id, repo_type, revision)
+    if snapshot is not None:
+        record.revision = snapshot.name
+        record.license = _card_license(snapshot)
+        record.license_source = "card" if record.license else "missing"
+        record.license_files = _license_files(snapshot)
+        record.local_folder = str(snapshot)
+    if (record.license is None or not record.license_files) and not constants.is_offline_mode():
+        _fill_from_hub_api(record, repo_type)
+    return record
+
+
+def _fill_from_hub_api(record: SourceRecord, repo_type: str) -> None:
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        info = HfApi().repo_info(record.repo_id, repo_type=repo_type, revision=record.revision)
+    except (HfHubHTTPError, OSError) as error:  # no such repo, no network, gated without token: keep what we have
+        logger.info("Could not read %s %r from the Hub (%s); its licence stays unknown.", repo_type, record.repo_id,
+                    type(error).__name__)
+        return
+    record.revision = info.sha or record.revision
+    card = info.card_data.to_dict() if getattr(info, "card_data", None) is not None else {}
+    if record.license is None:
+        record.license = normalize_license(card.get("license"), card.get("license_name"))
+        record.license_source = "hub-api" if record.license else "missing"
+    # Fetch the licence texts at the pinned commit: a derived model may have to ship them.
+    names = {sibling.rfilename for sibling in info.siblings or []}
+    for name in (n for n in LICENSE_FILE_NAMES if n in names and n not in record.license_files):
+        try:
+            path = hf_hub_download(record.repo_id, name, repo_type=repo_type, revision=record.revision)
+        except (HfHubHTTPError, OSError):  # gated: the card's metadata is public, its files are not
+            continue
+        record.license_files.append(name)
+        record.local_folder = str(Path(path).parent)
+
+
+def _local_record(role: str, folder: Path) -> SourceRecord:
+    record = SourceRecord(role=role, kind="local", name=folder.name)
+    if folder.is_dir():
+        record.content_sha256 = folder_content_hash(folder)
+        record.license = _card_license(folder)
+        record.license_source = "card" if record.license else "missing"
+        record.license_files = _license_files(folder)
+        record.local_folder = str(folder.resolve())
+    return record
+
+
+def model_record(role: str, model: Any, *, revision: str | None = None) -> SourceRecord:
+    """Where a model came from. `model` is a Hub id, a local path, or a loaded model (then its `name_or_path`)."""
+    module = model if isinstance(model, nn.Module) else None
+    source = getattr(unwrap_model(module), "name_or_path", "") if module is not None else os.fspath(model)
+    if source and is_hub_id(str(source)):
+        record = _hub_record(role, str(source), revision, "model")
+    elif source:
+        record = _local_record(role, Path(source))
+    else:
+        record = SourceRecord(role=role, kind="in-memory", name=type(unwrap_model(module)).__name__)
+        record.content_sha256 = _state_dict_hash(unwrap_model(module))
+    if module is not None:
+        record.details = model_details(module)
+    return record
+
+
+def model_details(model: nn.Module) -> dict[str, Any]:
+    """Architecture, size, dtype and quantization of a loaded model (PEFT adapters too)."""
+    inner = unwrap_model(model)
+    config = getattr(inner, "config", None)
+    details: dict[str, Any] = {
+        "architecture": (getattr(config, "architectures", None) or [type(inner).__name__])[0],
+        "model_type": getattr(config, "model_type", None),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch.") if any(True for _ in model.parameters())
+        else None,
+    }
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is not None:
+        details["quantization"] = quantization if isinstance(quantization, dict) else quantization.to_dict()
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and peft_config:
+        adapter = next(iter(peft_config.values()))
+        details["adapter"] = {
+            "peft_type": str(getattr(adapter, "peft_type", "")).split(".")[-1],
+            "r": getattr(adapter, "r", None),
+            "lora_alpha": getattr(adapter, "lora_alpha", None),
+            "target_modules": sorted(adapter.target_modules) if isinstance(adapter.target_modules, (set, list))
+            else adapter.target_modules,
+        }
+    return details
+
+
+def dataset_record(dataset: Any, split: str, *, repo_id: str | None = None) -> DatasetRecord:
+    """A training or evaluation dataset: Hub id and commit (from its `datasets` cache folder), licence, fingerprint,
+    number of rows and of tokens."""
+    revision = None
+    if repo_id is None:
+        for cache_file in getattr(dataset, "cache_files", None) or []:
+            match = _DATASET_CACHE_RE.search(cache_file.get("filename", ""))
+            if match:
+                repo_id, revision = f"{match.group(1)}/{match.group(2)}", match.group(3)
+                break
+    if repo_id is not None:
+        base = _hub_record("dataset", repo_id, revision, "dataset")
+    else:
+        name = getattr(getattr(dataset, "info", None), "dataset_name", None) or split
+        base = SourceRecord(role="dataset", kind="in-memory", name=name)
+    info_license = normalize_license(getattr(getattr(dataset, "info", None), "license", None))
+    if base.license is None and info_license:
+        base.license, base.license_source = info_license, "dataset-info"
+    record = DatasetRecord(**{**base.to_dict(), "split": split})
+    record.local_folder = base.local_folder
+    record.fingerprint = getattr(dataset, "_fingerprint", None)
+    record.num_rows = dataset.num_rows if hasattr(dataset, "num_rows") else None
+    record.num_tokens, record.num_trained_tokens = count_tokens(dataset)
+    return record
+
+
+def count_tokens(dataset: Any) -> tuple[int | None, int | None]:
+    """(all tokens, tokens the loss counts) of a tokenized dataset, summed in Arrow; `None` when not tokenized."""
+    names = getattr(dataset, "column_names", None) or []
+    if "input_ids" not in names or not hasattr(dataset, "with_format"):
+        return None, None
+    import pyarrow.compute as pc
+
+    # TRL marks the tokens the loss counts with labels != -100, or with a completion / assistant mask.
+    mask = next((c for c in ("labels", "completion_mask", "assistant_masks") if c in names), None)
+    total, trained = 0, 0
+    for batch in dataset.with_format("arrow").iter(batch_size=10_000):
+        total += pc.sum(pc.list_value_length(batch["input_ids"])).as_py() or 0
+        if mask is not None:
+            flat = pc.list_flatten(batch[mask])
+            counted = pc.not_equal(flat, -100) if mask == "labels" else pc.not_equal(flat, 0)
+            trained += pc.sum(pc.cast(counted, "int64")).as_py() or 0
+    return total, (trained if mask is not None else total)
