@@ -182,7 +182,10 @@ def test_adapter_student_pins_peft_and_loads_in_the_app(models, tmp_path):
         ({"max_new_tokens": 0}, "`max_new_tokens`=0 must be an integer from 1 to 1024"),
         ({"benchmark": "missing.json"}, "`benchmark`='missing.json' is not a file"),
         ({"teacher": "not a model!"}, "`teacher`='not a model!' is neither a local folder nor a valid Hub id"),
-        ({"teacher": "gpt2"}, "`teacher`='gpt2' is neither a local folder nor a valid Hub id: `teacher` is 'gpt2': it"),
+        (
+            {"teacher": "gpt2"},
+            "`teacher`='gpt2' is neither a local folder nor a valid Hub id: `teacher` is 'gpt2': it",
+        ),
     ],
 )
 def test_bad_arguments(models, tmp_path, kwargs, message):
