@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -39,18 +40,37 @@ _SECRET_FIELDS = ("hub_token", "push_to_hub_token")
 _WEIGHT_PATTERNS = ("*.safetensors", "*.gguf", "pytorch_model*.bin", "adapter_model.bin")
 
 
+@functools.cache
+def _default_config(config_class: type) -> dict[str, Any]:
+    """`to_dict()` of a default instance of a `TrainingArguments` class, built once per process.
+
+    Building `TrainingArguments` resets accelerate's shared state (its `__post_init__` sets up devices), which breaks
+    a trainer that is running: the state is saved and restored around it.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    saved = dict(AcceleratorState._shared_state), dict(PartialState._shared_state)
+    try:
+        with warnings.catch_warnings():  # building the defaults repeats deprecation warnings the user already saw
+            warnings.simplefilter("ignore")
+            return config_class(output_dir="defaults").to_dict()
+    finally:
+        for state, values in zip((AcceleratorState._shared_state, PartialState._shared_state), saved):
+            state.clear()
+            state.update(values)
+
+
 def non_default_config(args: Any) -> dict[str, Any]:
     """The fields of a `DistillationConfig` (any `TrainingArguments`) that differ from their defaults, JSON-ready.
 
     Tokens never appear: secret fields are dropped and every `*_token` value is masked by `to_dict()`.
     """
-    with warnings.catch_warnings():  # building the defaults repeats deprecation warnings the user already saw
-        warnings.simplefilter("ignore")
-        defaults = type(args)(output_dir=args.output_dir).to_dict()
+    defaults = _default_config(type(args))
     values = args.to_dict()
     changed = {
         key: value for key, value in values.items()
-        if key not in _SECRET_FIELDS and not key.endswith("_token") and value != defaults.get(key)
+        if key not in _SECRET_FIELDS and key != "output_dir" and not key.endswith("_token")
+        and value != defaults.get(key)
     }
     return json.loads(json.dumps(changed, default=str))
 

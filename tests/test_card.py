@@ -1,0 +1,222 @@
+"""The distillation model card: metadata keys (HUB.md), body sections, parse-back, local checks, trainer hook."""
+
+import pytest
+from huggingface_hub import EvalResult, ModelCard
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.card import CardError, build_model_card, check_card
+from hf_distill.provenance import DatasetRecord, Provenance, SourceRecord
+from tests import tiny
+
+TEACHER_SHA, BASE_SHA, DATA_SHA = "1" * 40, "2" * 40, "3" * 40
+
+
+def _provenance(teacher_license="apache-2.0", base=True, base_kind="hub", data_license="cc-by-4.0"):
+    return Provenance(
+        student={"name": "student", "architecture": "Qwen2ForCausalLM", "num_parameters": 494_032_768,
+                 "num_trainable_parameters": 494_032_768, "dtype": "bfloat16"},
+        teacher=SourceRecord(role="teacher", kind="hub", repo_id="Qwen/Qwen2.5-7B-Instruct", revision=TEACHER_SHA,
+                             name="Qwen2.5-7B-Instruct", license=teacher_license, license_source="card"),
+        base_model=SourceRecord(role="base_model", kind=base_kind, repo_id="Qwen/Qwen2.5-0.5B"
+                                if base_kind == "hub" else None, revision=BASE_SHA if base_kind == "hub" else None,
+                                name="Qwen2.5-0.5B", license="apache-2.0", license_source="card",
+                                content_sha256=None if base_kind == "hub" else "f" * 64) if base else None,
+        datasets=[
+            DatasetRecord(role="dataset", kind="hub", repo_id="org/chat-data", revision=DATA_SHA, name="chat-data",
+                          license=data_license, license_source="card", split="train", num_rows=1000,
+                          num_tokens=250_000, num_trained_tokens=120_000, fingerprint="abcd"),
+            DatasetRecord(role="dataset", kind="in-memory", name="eval", split="eval", num_rows=50),
+        ],
+        tokenizer={"class": "Qwen2TokenizerFast", "vocab_size": 151665, "sha256": "ab" * 32,
+                   "chat_template_sha256": "cd" * 32},
+        config={"alpha": 0.8, "divergence": "jsd", "learning_rate": 2e-5}, seed=42,
+        libraries={"python": "3.11", "torch": "2.13.0"}, hf_distill={"version": "0.1.0", "git_commit": "e" * 40},
+        hardware={"platform": "Linux", "cpu": "EPYC", "num_cpus": 16, "accelerators": [{"name": "NVIDIA H100",
+                  "memory_gb": 79.6}], "num_processes": 1},
+        wall_clock_seconds=3600.0, accelerator_hours=1.0, weight_files={"model.safetensors": "9" * 64},
+    )
+
+
+class FakeReport:
+    """Anything with `to_markdown()` and `to_eval_results()` is a report to the card."""
+
+    def to_markdown(self):
+        return "| metric | student | teacher |\n|---|---|---|\n| Perplexity ↓ | 9.1 | 7.2 |"
+
+    def to_eval_results(self):
+        return [EvalResult(task_type="text-generation", dataset_type="org/held-out", dataset_name="held-out",
+                           metric_type="perplexity", metric_value=9.1, metric_name="Perplexity")]
+
+
+def _body(card: ModelCard) -> str:
+    return card.text
+
+
+def test_metadata_follows_hub_rules_and_parses_back(tmp_path):
+    card = build_model_card(_provenance(), FakeReport(), repo_id="me/qwen-0.5b-distilled", co2_eq_emissions=1234.5)
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0" and "license_name" not in data
+    assert data["base_model"] == "Qwen/Qwen2.5-0.5B" and data["base_model_relation"] == "finetune"
+    assert data["teacher_model"] == {"id": "Qwen/Qwen2.5-7B-Instruct", "revision": TEACHER_SHA}
+    assert data["datasets"] == ["org/chat-data"]  # training data only, Hub ids only
+    assert (data["library_name"], data["pipeline_tag"]) == ("transformers", "text-generation")
+    for tag in ("distillation", "knowledge-distillation", "hf-distill", "jsd", "teacher:Qwen/Qwen2.5-7B-Instruct"):
+        assert tag in data["tags"]
+    assert data["model-index"][0]["name"] == "qwen-0.5b-distilled"
+    assert data["model-index"][0]["results"][0]["metrics"][0] == {"type": "perplexity", "value": 9.1,
+                                                                  "name": "Perplexity"}
+    assert data["co2_eq_emissions"] == {"emissions": 1234.5, "source": "user-provided",
+                                        "training_type": "distillation", "hardware_used": "NVIDIA H100"}
+    check_card(card)
+    card.save(tmp_path / "README.md")
+    assert ModelCard.load(tmp_path / "README.md").data.to_dict() == data
+
+
+def test_body_has_every_section_and_the_disclaimer():
+    text = _body(build_model_card(_provenance(), FakeReport(), repo_id="me/qwen-0.5b-distilled"))
+    for heading in ("## How to use", "## Distillation recipe", "## Training data", "## Evaluation", "## Provenance",
+                    "## Licence and obligations", "## Intended use and limitations", "## Compute and environment",
+                    "## Citation"):
+        assert heading in text, heading
+    assert "not legal advice" in text
+    assert "| Perplexity ↓ | 9.1 | 7.2 |" in text
+    assert 'pipeline("text-generation", model="me/qwen-0.5b-distilled")' in text
+    assert TEACHER_SHA in text and DATA_SHA in text and "9" * 64 in text  # pinned sources and weight hashes
+    assert "inherits the biases" in text and "personal or copyrighted information" in text
+    assert "@inproceedings{agarwal2024onpolicy" in text  # jsd cites GKD
+    assert "NVIDIA H100" in text and "3,600.0 s" in text
+
+
+def test_adapter_card_uses_peft():
+    card = build_model_card(_provenance(), repo_id="me/qwen-lora", mode="adapter")
+    assert card.data.library_name == "peft" and card.data.base_model_relation == "adapter"
+    assert "AutoPeftModelForCausalLM.from_pretrained(\"me/qwen-lora\")" in card.text
+    check_card(card)
+
+
+def test_local_base_is_never_written_as_base_model():
+    card = build_model_card(_provenance(base_kind="local"), repo_id="me/student")
+    assert card.data.base_model is None and "base_model_relation" not in card.data.to_dict()
+    assert "`Qwen2.5-0.5B` (local" in card.text
+    scratch = build_model_card(_provenance(base=False), repo_id="me/student")
+    assert "trained from scratch" in scratch.text
+
+
+def test_llama_teacher_puts_built_with_llama_first_and_warns_on_the_name():
+    card = build_model_card(_provenance(teacher_license="llama3.1", base=False), repo_id="me/tiny-student")
+    summary = card.text.split("## How to use")[0]
+    assert "**Built with Llama**" in summary
+    assert "must start with 'Llama'" in card.text
+    assert card.data.license == "llama3.1"
+    assert "Llama 3.1 Acceptable Use Policy" in card.text
+
+
+def test_non_commercial_data_licenses_the_student_non_commercial():
+    card = build_model_card(_provenance(data_license="cc-by-nc-4.0"), repo_id="me/student")
+    assert card.data.license == "cc-by-nc-4.0"
+    assert "**Non-commercial use only.**" in card.text
+
+
+def test_other_licence_gets_name_and_link():
+    provenance = _provenance(teacher_license="qwen", base=True)
+    provenance.weight_derived, provenance.base_model = True, provenance.teacher  # pruned from the teacher
+    card = build_model_card(provenance, repo_id="me/qwen-pruned")
+    data = card.data.to_dict()
+    assert (data["license"], data["license_name"], data["license_link"]) == ("other", "qwen", "LICENSE")
+    assert data["base_model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert "**Built with Qwen**" in card.text
+    check_card(card)
+
+
+def test_overridden_conflict_is_stated():
+    provenance = _provenance(teacher_license="gemma", base=False)
+    verdict = provenance.check_license(student_license="apache-2.0").overridden()
+    card = build_model_card(provenance, verdict=verdict, repo_id="me/gemma-student")
+    assert "Licence conflict overridden" in card.text and "allow_license_conflict=True" in card.text
+    assert "Gemma Terms of Use" in card.text
+
+
+def test_real_benchmark_report(tmp_path):
+    from hf_distill.benchmark import (
+        BenchmarkReport, BenchmarkSettings, CostMetrics, DatasetInfo, FidelityMetrics, Hardware, ModelReport,
+        QualityMetrics,
+    )
+
+    def model(role, ppl, fidelity=None):
+        quality = QualityMetrics(cross_entropy=2.0, perplexity=ppl, token_accuracy=0.5, num_tokens=100,
+                                 num_examples=10, task_metrics={"exact_match": 0.3})
+        cost = CostMetrics(num_parameters=1000, disk_bytes=4000, disk_source="folder", memory_footprint_bytes=4000,
+                           dtype="float32", device="cpu")
+        return ModelReport(role=role, name=role, quality=quality, cost=cost, fidelity=fidelity)
+
+    report = BenchmarkReport(
+        student=model("student", 9.0, FidelityMetrics(top1_agreement=0.8, forward_kl=0.2, num_tokens=100)),
+        teacher=model("teacher", 7.0),
+        dataset=DatasetInfo(name="org/held-out", config=None, split="test", revision=None, format="prompt_completion",
+                            num_examples=10),
+        settings=BenchmarkSettings(max_new_tokens=8, batch_sizes=[1], num_latency_runs=1, num_warmup_runs=0,
+                                   task_metrics=["exact_match"], eval_batch_size=4),
+        hardware=Hardware(cpu="cpu", num_cpu_cores=2, num_threads=2, memory_bytes=None, accelerators=[],
+                          platform="Linux"),
+    )
+    card = build_model_card(_provenance(), report, repo_id="me/student", plot_path="benchmark/plot.png")
+    assert report.to_markdown().strip() in card.text and "![Student versus teacher](benchmark/plot.png)" in card.text
+    metrics = {m["type"] for r in card.data.to_dict()["model-index"][0]["results"] for m in r["metrics"]}
+    assert {"perplexity", "teacher_top1_agreement"} <= metrics
+    check_card(card)
+    card.save(tmp_path / "README.md")
+    assert ModelCard.load(tmp_path / "README.md").data.to_dict() == card.data.to_dict()
+
+
+def test_unknown_metadata_keys_are_rejected():
+    with pytest.raises(CardError, match=r"Unknown or reserved card metadata keys: \['licence', 'teacher_model'\]"):
+        build_model_card(_provenance(), extra_metadata={"licence": "mit", "teacher_model": "x", "language": "en"})
+    card = build_model_card(_provenance(), extra_metadata={"language": ["en"], "tags": ["chat"]})
+    assert card.data.language == ["en"] and "chat" in card.data.tags
+
+
+def test_co2_needs_emissions():
+    with pytest.raises(CardError, match="`co2_eq_emissions` needs an `emissions` value in grams"):
+        build_model_card(_provenance(), co2_eq_emissions={"source": "codecarbon"})
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: setattr(d, "base_model", "./checkpoints/base"), "`base_model: ./checkpoints/base` is not a Hub id"),
+        (lambda d: setattr(d, "base_model", "/home/me/base"), "is not a Hub id (never a local path)"),
+        (lambda d: setattr(d, "datasets", ["data/local/file.json"]), "`datasets: data/local/file.json` is not a Hub"),
+        (lambda d: setattr(d, "license", None), "required key `license` is missing"),
+        (lambda d: setattr(d, "license", "Apache 2"), "`license: Apache 2` is not a Hub licence id"),
+        (lambda d: setattr(d, "license_name", None) or setattr(d, "license", "other"), "`license: other` needs"),
+        (lambda d: setattr(d, "licence", "mit"), "unknown metadata key `licence`"),
+        (lambda d: delattr(d, "base_model_relation"), "`base_model` is set without `base_model_relation`"),
+        (lambda d: setattr(d.eval_results[0], "verified", True), "sets `verified`"),
+    ],
+)
+def test_check_card_rejects(mutate, message):
+    card = build_model_card(_provenance(), FakeReport(), repo_id="me/student")
+    mutate(card.data)
+    with pytest.raises(CardError, match="fails local checks") as error:
+        check_card(ModelCard(f"---\n{card.data.to_yaml()}\n---\n{card.text}"))
+    assert message in str(error.value)
+
+
+def test_trainer_create_model_card_writes_our_card(tmp_path, model_factory, tokenizer):
+    """TRL's checkpointing calls `create_model_card(model_name=...)`: the output folder gets our card and every
+    checkpoint its provenance."""
+    args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="steps", save_steps=1,
+                              max_steps=1, per_device_train_batch_size=4, max_length=64)
+    trainer = DistillationTrainer(model=model_factory("llama", seed=1), teacher_model=model_factory("llama", seed=2),
+                                  args=args, train_dataset=tiny.prompt_completion_dataset(8),
+                                  processing_class=tokenizer)
+    trainer.train()
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "hf-distill" in card.data.tags and "## Licence and obligations" in card.text
+    assert "licence" not in card.data.to_dict()  # TRL's card writes this wrong key; ours never does
+    assert (tmp_path / "out" / "checkpoint-1" / "distillation_provenance.json").is_file()
+    card = trainer.create_model_card(model_name="tiny", dataset_name="org/tiny-data", tags="demo",
+                                     teacher_license="mit", dataset_licenses="cc0-1.0")
+    assert card.data.datasets == ["org/tiny-data"] and "demo" in card.data.tags
+    assert card.data.license == "mit" and card.data.license_name is None
+    check_card(card)
