@@ -45,7 +45,8 @@ _CITATIONS = {
     "hf_distill": "@software{hf_distill,\n  title  = {hf\\_distill: distil LLMs on the Hugging Face stack},\n"
     "  author = {hf\\_distill contributors},\n  year   = {2025},\n  note   = {version {version}}\n}",
     "hinton": "@article{hinton2015distilling,\n  title   = {Distilling the Knowledge in a Neural Network},\n"
-    "  author  = {Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n  journal = {arXiv preprint arXiv:1503.02531},\n"
+    "  author  = {Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n"
+    "  journal = {arXiv preprint arXiv:1503.02531},\n"
     "  year    = {2015}\n}",
     "jsd": "@inproceedings{agarwal2024onpolicy,\n  title     = {On-Policy Distillation of Language Models: Learning "
     "from Self-Generated Mistakes},\n  author    = {Agarwal, Rishabh and Vieillard, Nino and Zhou, Yongchao and "
@@ -60,7 +61,8 @@ _CITATIONS = {
     "tvd": "@inproceedings{wen2023fdivergence,\n  title     = {f-Divergence Minimization for Sequence-Level Knowledge "
     "Distillation},\n  author    = {Wen, Yuqiao and Li, Zichao and Du, Wenyu and Mou, Lili},\n  booktitle = {ACL},\n"
     "  year      = {2023}\n}",
-    "trl": "@software{vonwerra2020trl,\n  title  = {{TRL: Transformer Reinforcement Learning}},\n  author = {von Werra, "
+    "trl": "@software{vonwerra2020trl,\n  title  = {{TRL: Transformer Reinforcement Learning}},\n"
+    "  author = {von Werra, "
     "Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan and Lambert, Nathan and "
     "Huang, Shengyi and Rasul, Kashif and Gallou{\\'e}dec, Quentin},\n  year   = {2020},\n"
     "  url    = {https://github.com/huggingface/trl}\n}",
@@ -307,7 +309,8 @@ def build_model_card(
     unknown = sorted(set(extra_metadata) - EXTRA_METADATA_KEYS)
     if unknown:
         raise CardError(
-            f"Unknown or reserved card metadata keys: {unknown}. `extra_metadata` accepts {sorted(EXTRA_METADATA_KEYS)}; "
+            f"Unknown or reserved card metadata keys: {unknown}. `extra_metadata` accepts "
+            f"{sorted(EXTRA_METADATA_KEYS)}; "
             "licence, base model, teacher, datasets and results come from the provenance, verdict and report."
         )
     repo_id = repo_id or provenance.student.get("name") or "student"
@@ -390,7 +393,9 @@ def check_card(card: ModelCard) -> None:
     teacher = metadata.get("teacher_model")
     if teacher is not None:
         ids.append(("teacher_model.id", teacher.get("id") if isinstance(teacher, dict) else teacher))
-    problems += [f"`{key}: {value}` is not a Hub id (never a local path)" for key, value in ids if _looks_like_path(value)]
+    problems += [
+        f"`{key}: {value}` is not a Hub id (never a local path)" for key, value in ids if _looks_like_path(value)
+    ]
     for result in card.data.eval_results or []:
         missing = [f for f in ("task_type", "dataset_type", "dataset_name", "metric_type") if not getattr(result, f)]
         if missing or result.metric_value is None:

@@ -300,6 +300,100 @@ class DistillationTrainer(SFTTrainer):
 
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:  # after the weights, whose hashes it records
+            self.collect_provenance(output_dir or self.args.output_dir).save(output_dir or self.args.output_dir)
+
+    def collect_provenance(self, folder: str | None = None):
+        """The student's [`~hf_distill.provenance.Provenance`] (with the weight hashes of `folder`), including the
+        licence overrides given to `push_to_hub` / `create_model_card`. Sources are resolved and hashed once."""
+        from .provenance import collect_provenance, provenance_sources
+
+        if getattr(self, "_provenance_sources", None) is None:
+            self._provenance_sources = provenance_sources(self)
+        provenance = collect_provenance(self, folder, sources=self._provenance_sources)
+        provenance.apply_license_overrides(**getattr(self, "_license_overrides", {}))
+        self._provenance = provenance
+        return provenance
+
+    def _remember_license_overrides(self, **overrides) -> None:
+        self._license_overrides = {**getattr(self, "_license_overrides", {}),
+                                   **{k: v for k, v in overrides.items() if v is not None}}
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags=None, *, report=None,
+        student_license: str | None = None, teacher_license: str | None = None,
+        dataset_licenses: dict[str, str] | str | None = None, mode: str = "full", **card_kwargs,
+    ):
+        """Write the distillation card ([`~hf_distill.card.build_model_card`]) to `output_dir/README.md`.
+
+        Keeps TRL's signature (its checkpointing calls `create_model_card(model_name=...)`); `dataset_name` names the
+        training data's Hub id when the dataset object does not know it, `tags` are added to the card's tags.
+        """
+        import os
+
+        from .card import build_model_card
+        from .provenance import is_hub_id
+
+        if not self.is_world_process_zero():
+            return None
+        self._remember_license_overrides(teacher_license=teacher_license, dataset_licenses=dataset_licenses)
+        folder = self.args.output_dir
+        provenance = self.collect_provenance(folder if os.path.isdir(folder) else None)
+        train = next((d for d in provenance.datasets if d.split == "train"), None)
+        if dataset_name and is_hub_id(dataset_name) and train is not None and train.repo_id is None:
+            train.repo_id, train.kind = dataset_name, "hub"
+        extra = dict(card_kwargs.pop("extra_metadata", None) or {})
+        if tags:
+            extra["tags"] = [tags] if isinstance(tags, str) else list(tags)
+        repo_id = self.args.hub_model_id or model_name or os.path.basename(os.path.normpath(folder))
+        card = build_model_card(provenance, report, repo_id=repo_id, mode=mode, student_license=student_license,
+                                extra_metadata=extra, **card_kwargs)
+        os.makedirs(folder, exist_ok=True)
+        card.save(os.path.join(folder, "README.md"))
+        return card
+
+    def push_to_hub(
+        self, repo_id: str | None = None, *, mode: str | None = None, private: bool | None = None,
+        token: str | None = None, revision: str | None = None, commit_message: str | None = None,
+        allow_license_conflict: bool = False, report=None, student_license: str | None = None,
+        teacher_license: str | None = None, base_license: str | None = None,
+        dataset_licenses: dict[str, str] | str | None = None, **kwargs,
+    ):
+        """Save the student to `output_dir` and publish it with [`~hf_distill.hub.push_student`]: licence
+        pre-flight and local card checks first, then one commit (weights, tokenizer, card, LICENSE/NOTICE when
+        required, provenance, benchmark files). Never `Trainer.push_to_hub`, which may overwrite README.md.
+
+        Args:
+            repo_id (`str`, *optional*): `namespace/name`; defaults to `args.hub_model_id`.
+            mode (`str`, *optional*): `"full"`, `"adapter"` or `"merged"`; defaults to `"adapter"` for PEFT students.
+            report ([`BenchmarkReport`], *optional*): from `trainer.benchmark(...)`, for the card and `model-index`.
+            token (`str`, *optional*): defaults to `args.hub_token`, `HF_TOKEN` or the stored login.
+            kwargs: `co2_eq_emissions`, `extra_metadata` of `push_student`; `blocking` (from `Trainer`) is ignored.
+            Other arguments are those of [`~hf_distill.hub.push_student`].
+
+        Returns:
+            [`~hf_distill.hub.PushResult`] on the main process, `None` on the others.
+        """
+        from .hub import push_student
+
+        kwargs.pop("blocking", None)
+        repo_id = repo_id or self.args.hub_model_id
+        if repo_id is None:
+            raise ValueError("No repo id: pass `push_to_hub('namespace/name')` or set `hub_model_id` "
+                             "(--hub_model_id) in DistillationConfig.")
+        self._remember_license_overrides(teacher_license=teacher_license, base_license=base_license,
+                                         dataset_licenses=dataset_licenses)
+        self.save_model(self.args.output_dir, _internal_call=True)  # writes weights and provenance
+        if not self.is_world_process_zero():
+            return None
+        return push_student(
+            self.args.output_dir, repo_id, private=private, token=token or self.args.hub_token, revision=revision,
+            commit_message=commit_message, mode=mode, allow_license_conflict=allow_license_conflict, report=report,
+            provenance=self._provenance, student_license=student_license, **kwargs,
+        )
+
 
 def _column_names(dataset) -> list[str]:
     if dataset is None:

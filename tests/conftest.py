@@ -14,6 +14,7 @@ os.environ.setdefault("HF_DISTILL_CACHE", os.path.join(_HOME, "hf_distill_cache"
 import pytest  # noqa: E402
 
 from tests import tiny  # noqa: E402
+from tests.hub_server import hub_server, hub_server_session  # noqa: E402,F401  (local Hub-API server fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -138,7 +138,13 @@ def test_overridden_conflict_is_stated():
 
 def test_real_benchmark_report(tmp_path):
     from hf_distill.benchmark import (
-        BenchmarkReport, BenchmarkSettings, CostMetrics, DatasetInfo, FidelityMetrics, Hardware, ModelReport,
+        BenchmarkReport,
+        BenchmarkSettings,
+        CostMetrics,
+        DatasetInfo,
+        FidelityMetrics,
+        Hardware,
+        ModelReport,
         QualityMetrics,
     )
 

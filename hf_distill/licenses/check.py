@@ -225,7 +225,7 @@ def _student_license(active, duties: Duties, requested: str | None, base_rule) -
         return requested, reasons
 
     for strict in (False, True):  # first try to satisfy every source, then only those where a mismatch conflicts
-        pool = [(label, rule, terms) for label, rule, terms in constrained if not strict or terms.mismatch == "conflict"]
+        pool = [entry for entry in constrained if not strict or entry[2].mismatch == "conflict"]
         common = _intersection([terms.student_licenses for _, _, terms in pool])
         if pool and common:
             preferred = [rule.student_license for _, rule, _ in pool] + list(pool[0][2].student_licenses)

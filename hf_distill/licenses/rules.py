@@ -224,7 +224,11 @@ def _creative_commons(license_id: str) -> LicenseRule:
         )
     else:
         terms = Terms(reason=f"{title}: attribution; the card names and links the source.")
-    weights = terms if terms.status == "conflict" else replace(terms, license_copy=True, mismatch="conflict", status="ok")
+    # Derived from CC-licensed weights: ShareAlike and NonCommercial certainly apply, and the licence text ships.
+    if terms.status != "conflict":
+        weights = replace(terms, license_copy=True, mismatch="conflict", status="ok")
+    else:
+        weights = terms
     return LicenseRule(license_id, title, url, "creative-commons", weights, terms, student_license=student)
 
 

@@ -55,7 +55,7 @@ def _default_config(config_class: type) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             return config_class(output_dir="defaults").to_dict()
     finally:
-        for state, values in zip((AcceleratorState._shared_state, PartialState._shared_state), saved):
+        for state, values in zip((AcceleratorState._shared_state, PartialState._shared_state), saved, strict=True):
             state.clear()
             state.update(values)
 
