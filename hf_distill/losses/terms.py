@@ -27,12 +27,15 @@ class LossSettings:
     skew: float = 0.1
     temperature: float = 1.0
     ce_type: str = "nll"
+    alpha: float = 0.9  # weight of KD in alpha * KD + (1 - alpha) * CE; the fused form stores that gradient
+    use_fused: bool = True
+    chunk_size: int | None = None
 
     @classmethod
     def from_config(cls, args) -> LossSettings:
         return cls(
             divergence=args.divergence, beta=args.beta, skew=args.skew, temperature=args.temperature,
-            ce_type=args.loss_type,
+            ce_type=args.loss_type, alpha=args.alpha, use_fused=args.use_fused_kd_loss, chunk_size=args.kd_chunk_size,
         )
 
     def divergence_kwargs(self) -> dict:
