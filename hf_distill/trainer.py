@@ -301,7 +301,12 @@ class DistillationTrainer(SFTTrainer):
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict=state_dict)
+        # `Trainer._save` pickles the arguments into training_args.bin: keep the Hub token out of that file.
+        token, self.args.hub_token = self.args.hub_token, None
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+        finally:
+            self.args.hub_token = token
         if self.args.should_save:  # after the weights, whose hashes it records
             self.collect_provenance(output_dir or self.args.output_dir).save(output_dir or self.args.output_dir)
 
