@@ -1,0 +1,235 @@
+"""The options of each `hf-distill` subcommand, as dataclasses: every field is a `--flag` (and a recipe key) whose
+`help` is its documentation. Training options are `DistillationConfig` and TRL's `ModelConfig` themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "BenchmarkArguments",
+    "CacheLogitsArguments",
+    "CardArguments",
+    "DatasetArguments",
+    "GenerateArguments",
+    "PushArguments",
+    "QuickstartArguments",
+    "SpaceArguments",
+    "TrainScriptArguments",
+]
+
+
+@dataclass
+class DatasetArguments:
+    """Which dataset to read: a Hub id, a folder written by `save_to_disk` (the output of `hf-distill generate` /
+    `cache-logits`), or a `.json`/`.jsonl`/`.csv`/`.parquet` file."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id, `save_to_disk` folder or data file of the dataset (TRL format: text, "
+            "prompt/completion or messages)."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Dataset configuration name (the `name` argument of `datasets.load_dataset`)."}
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on (or to read)."})
+    dataset_test_split: str = field(
+        default="test", metadata={"help": "Held-out split, for evaluation and benchmarks."}
+    )
+
+
+@dataclass
+class TrainScriptArguments(DatasetArguments):
+    """What `hf-distill train` does around `DistillationTrainer.train()`."""
+
+    benchmark_after_training: bool = field(
+        default=False,
+        metadata={
+            "help": "Benchmark the student against the teacher on the test split after training and save the "
+            "report (benchmark/report.json) beside the student."
+        },
+    )
+    benchmark_max_samples: int | None = field(
+        default=200, metadata={"help": "Rows of the test split the benchmark uses (all when unset)."}
+    )
+    benchmark_max_new_tokens: int = field(
+        default=128, metadata={"help": "Tokens the benchmark generates per example and per latency run."}
+    )
+
+
+@dataclass
+class QuickstartArguments:
+    """`hf-distill quickstart`: the whole product on a CPU, offline, in minutes."""
+
+    output_dir: str = field(
+        default="hf-distill-quickstart",
+        metadata={"help": "Folder for the student, its card, the report, provenance and the Space."},
+    )
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub repo id (`namespace/name`) to push the student to (and `<repo>-demo` Space); needs "
+            "a token (HF_TOKEN or `hf auth login`)."
+        },
+    )
+    private: bool | None = field(default=None, metadata={"help": "Create the pushed repos private."})
+    preset: Literal["standard", "smoke"] = field(
+        default="standard",
+        metadata={
+            "help": "`standard`: the sizes the README's numbers come from (<= 10 minutes on 2 CPU cores). "
+            "`smoke`: tiny sizes and few steps, same code path, for tests; its numbers mean nothing."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the dataset, the initial weights and training."})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the trained teacher is cached (default: $HF_DISTILL_CACHE or "
+            "~/.cache/hf_distill); a second run reuses it."
+        },
+    )
+
+
+@dataclass
+class GenerateArguments(DatasetArguments):
+    """`hf-distill generate`: the teacher writes completions for the dataset's prompts (sequence-level data)."""
+
+    teacher: str | None = field(default=None, metadata={"help": "Hub id or local path of the teacher (required)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for the generated dataset (required)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Completion length limit."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 decodes greedily."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
+    num_samples: int = field(default=1, metadata={"help": "Completions per prompt."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per `generate` call (left-padded)."})
+    backend: Literal["transformers", "vllm"] = field(
+        default="transformers", metadata={"help": '`vllm` needs `pip install "hf-distill[vllm]"`.'}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the run; each sequence's seed derives from it."})
+    shard_size: int = field(default=1000, metadata={"help": "Input rows per shard (unit of resuming and of work)."})
+    teacher_model_init_kwargs: str | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON object of `from_pretrained` arguments for the teacher, e.g. \'{"dtype": "bfloat16"}\'.'
+        },
+    )
+
+
+@dataclass
+class CacheLogitsArguments(DatasetArguments):
+    """`hf-distill cache-logits`: the teacher scores the dataset once; its top-k log-probabilities are stored so that
+    training needs no teacher. Run under `torchrun`/`accelerate launch` to split the work."""
+
+    teacher: str | None = field(default=None, metadata={"help": "Hub id or local path of the teacher (required)."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to tokenize with (the student's); defaults to the teacher's."}
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for the cached dataset (required)."})
+    top_k: int = field(default=64, metadata={"help": "Teacher entries kept per position."})
+    batch_size: int = field(default=8, metadata={"help": "Rows per teacher forward."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Truncate rows to this many tokens (use training's `max_length`)."}
+    )
+    shard_size: int = field(default=1000, metadata={"help": "Rows per shard (unit of resuming and of work)."})
+    teacher_model_init_kwargs: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON object of `from_pretrained` arguments for the teacher, e.g. "
+            '\'{"quantization_config": {"load_in_8bit": true}}\'.'
+        },
+    )
+
+
+@dataclass
+class BenchmarkArguments(DatasetArguments):
+    """`hf-distill benchmark`: student vs teacher (and a baseline) on held-out data: quality, fidelity, cost."""
+
+    student: str | None = field(default=None, metadata={"help": "Hub id or folder of the student (required)."})
+    teacher: str | None = field(default=None, metadata={"help": "Hub id or folder of the teacher."})
+    baseline: str | None = field(
+        default=None, metadata={"help": "Hub id or folder of a baseline, e.g. the same student trained without KD."}
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder for report.json, report.md and the plot (default: <student>/benchmark when the "
+            "student is a folder)."
+        },
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "Generated tokens per example and per latency run."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8], metadata={"help": "Batch sizes timed."})
+    num_latency_runs: int = field(default=5, metadata={"help": "Timed runs per batch size (after a warm-up)."})
+    task_metrics: list[str] = field(
+        default_factory=lambda: ["exact_match", "token_f1", "rouge_l"],
+        metadata={"help": "Metrics of generated completions: exact_match, token_f1, rouge_l, chrf, bleu."},
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "Use only the first rows of the split."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Batch size of scoring and generation."})
+    device: str | None = field(default=None, metadata={"help": "Device to run on (default: first GPU, else CPU)."})
+
+
+@dataclass
+class CardArguments:
+    """`hf-distill card`: write the model card (README.md) of a saved student from its provenance and report."""
+
+    folder: str | None = field(
+        default=None,
+        metadata={"help": "The saved student: weights, tokenizer and distillation_provenance.json (required)."},
+    )
+    repo_id: str | None = field(default=None, metadata={"help": "Hub id the card is for (default: the folder name)."})
+    report: str | None = field(
+        default=None, metadata={"help": "Benchmark report JSON (default: <folder>/benchmark/report.json if present)."}
+    )
+    student_license: str | None = field(
+        default=None, metadata={"help": "Licence to publish under (default: chosen by the licence rules)."}
+    )
+    output: str | None = field(
+        default=None, metadata={"help": "Where to write the card (default: <folder>/README.md)."}
+    )
+
+
+@dataclass
+class PushArguments:
+    """`hf-distill push`: publish a saved student, its card, licence files, provenance and report in one commit."""
+
+    folder: str | None = field(default=None, metadata={"help": "The saved student folder (required)."})
+    repo_id: str | None = field(default=None, metadata={"help": "`namespace/name` on the Hub (required)."})
+    private: bool | None = field(default=None, metadata={"help": "Visibility of a newly created repo."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (default: main)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit message."})
+    mode: Literal["full", "adapter", "merged"] | None = field(
+        default=None,
+        metadata={"help": "full weights, a PEFT adapter, or the adapter merged into its base (default: detected)."},
+    )
+    allow_license_conflict: bool = field(
+        default=False, metadata={"help": "Publish despite a licence conflict; the card then says so."}
+    )
+    student_license: str | None = field(default=None, metadata={"help": "Licence to publish under."})
+    teacher_license: str | None = field(
+        default=None, metadata={"help": "The teacher's licence, when its card lacks it."}
+    )
+    token: str | None = field(
+        default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login; prefer those)."}
+    )
+
+
+@dataclass
+class SpaceArguments:
+    """`hf-distill space`: write (and with --push, upload) a Gradio Space comparing the student with its teacher.
+    Field names are those of `hf_distill.hub.create_space`."""
+
+    student: str | None = field(default=None, metadata={"help": "Hub id or local folder of the student (required)."})
+    teacher: str | None = field(default=None, metadata={"help": "Hub id or local folder of the teacher."})
+    space_id: str | None = field(
+        default=None, metadata={"help": "`namespace/name` of the Space (needed with --push)."}
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Folder to write the Space into (required)."})
+    hardware: str = field(default="cpu-basic", metadata={"help": "Space hardware flavour (`zero-a10g` is ZeroGPU)."})
+    private: bool | None = field(default=None, metadata={"help": "A private Space."})
+    push: bool = field(default=False, metadata={"help": "Create the Space and upload the folder in one commit."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
+    title: str | None = field(default=None, metadata={"help": "Space title (default: '<student> vs <teacher>')."})
+    license: str | None = field(default=None, metadata={"help": "Licence id of the Space (default: the card's)."})
+    benchmark: str | None = field(default=None, metadata={"help": "Benchmark report (.json or .md) to show."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Default new tokens in the app."})

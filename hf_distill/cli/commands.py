@@ -1,0 +1,288 @@
+"""What each `hf-distill` subcommand calls: the library's public functions, with the parsed dataclasses mapped onto
+their arguments. No distillation logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .arguments import (
+    BenchmarkArguments,
+    CacheLogitsArguments,
+    CardArguments,
+    DatasetArguments,
+    GenerateArguments,
+    PushArguments,
+    QuickstartArguments,
+    SpaceArguments,
+    TrainScriptArguments,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CliUsageError",
+    "load_dataset_argument",
+    "run_benchmark",
+    "run_cache_logits",
+    "run_card",
+    "run_generate",
+    "run_push",
+    "run_quickstart",
+    "run_space",
+    "run_train",
+]
+
+_DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+class CliUsageError(ValueError):
+    """A required option is missing or two options contradict each other."""
+
+
+def require(args: Any, *names: str, command: str) -> None:
+    """Raise [`CliUsageError`] naming every missing option of `names` (all at once)."""
+    missing = [f"--{name}" for name in names if getattr(args, name) in (None, "")]
+    if missing:
+        raise CliUsageError(
+            f"`hf-distill {command}` needs {', '.join(missing)}: pass {'them' if len(missing) > 1 else 'it'} on the "
+            "command line or in the --config recipe."
+        )
+
+
+def load_dataset_argument(args: DatasetArguments, split: str):
+    """The `split` of `args.dataset_name`: a `save_to_disk` folder, a data file, or a Hub dataset."""
+    import datasets
+
+    name = args.dataset_name
+    path = Path(name).expanduser()
+    if path.is_dir() and any((path / marker).is_file() for marker in ("dataset_info.json", "dataset_dict.json")):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise CliUsageError(
+                    f"Dataset {name!r} has splits {list(loaded)}, not {split!r}: choose one with the "
+                    "--dataset_train_split / --dataset_test_split option."
+                )
+            return loaded[split]
+        return loaded
+    if path.is_file() and path.suffix in _DATA_FILE_BUILDERS:
+        return datasets.load_dataset(_DATA_FILE_BUILDERS[path.suffix], data_files={split: str(path)}, split=split)
+    return datasets.load_dataset(name, name=args.dataset_config, split=split)
+
+
+def _json_kwargs(value: str | dict | None, flag: str) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        example = '{"dtype": "bfloat16"}'
+        raise CliUsageError(f"{flag} is not a JSON object ({error.msg}): write e.g. '{example}'.") from None
+    if not isinstance(parsed, dict):
+        raise CliUsageError(f"{flag} must be a JSON object, got {type(parsed).__name__}.")
+    return parsed
+
+
+# -- subcommands --------------------------------------------------------------------------------------------------
+
+
+def run_quickstart(args: QuickstartArguments) -> int:
+    from ..quickstart import run_quickstart as quickstart
+
+    result = quickstart(
+        args.output_dir,
+        push_to_hub=args.push_to_hub,
+        private=args.private,
+        preset=args.preset,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    print(result.summary())
+    return 0
+
+
+def run_train(script_args: TrainScriptArguments, training_args, model_args) -> int:
+    """`DistillationTrainer` on the train split, as `trl sft` runs `SFTTrainer`; saves, benchmarks, pushes."""
+    from trl import get_peft_config, get_quantization_config
+
+    from ..trainer import DistillationTrainer
+
+    require(script_args, "dataset_name", command="train")
+    require(model_args, "model_name_or_path", command="train")
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
+    train_dataset = load_dataset_argument(script_args, script_args.dataset_train_split)
+    needs_eval = training_args.eval_strategy != "no" or script_args.benchmark_after_training
+    eval_dataset = load_dataset_argument(script_args, script_args.dataset_test_split) if needs_eval else None
+    trainer = DistillationTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    report = None
+    if script_args.benchmark_after_training:
+        report = trainer.benchmark(
+            eval_dataset,
+            dataset_name=script_args.dataset_name,
+            dataset_split=script_args.dataset_test_split,
+            max_samples=script_args.benchmark_max_samples,
+            max_new_tokens=script_args.benchmark_max_new_tokens,
+        )
+        _write_report(report, Path(training_args.output_dir) / "benchmark")
+        trainer.plot_training_curves(Path(training_args.output_dir) / "benchmark" / "training_curves.png")
+    if trainer.is_world_process_zero():
+        trainer.create_model_card(dataset_name=script_args.dataset_name, report=report)
+    if training_args.push_to_hub:
+        result = trainer.push_to_hub(report=report)
+        if result is not None:
+            print(f"Pushed: {result.commit_url}")
+    trainer.accelerator.print(f"Student saved to {training_args.output_dir}")
+    return 0
+
+
+def run_generate(args: GenerateArguments) -> int:
+    from ..data import generate_completions
+
+    require(args, "teacher", "dataset_name", "output_dir", command="generate")
+    dataset = load_dataset_argument(args, args.dataset_train_split)
+    generated = generate_completions(
+        args.teacher,
+        dataset,
+        output_dir=args.output_dir,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        model_kwargs=_json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs"),
+    )
+    print(f"{len(generated)} completions written to {args.output_dir}")
+    return 0
+
+
+def run_cache_logits(args: CacheLogitsArguments) -> int:
+    from transformers import AutoTokenizer
+
+    from ..data import cache_teacher_logits
+
+    require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
+    dataset = load_dataset_argument(args, args.dataset_train_split)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
+    cached = cache_teacher_logits(
+        args.teacher,
+        dataset,
+        tokenizer=tokenizer,
+        output_dir=args.output_dir,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        shard_size=args.shard_size,
+        model_kwargs=_json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs"),
+    )
+    print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
+    return 0
+
+
+def _write_report(report, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    report.to_json(folder / "report.json")
+    (folder / "report.md").write_text(report.to_markdown())
+    report.plot(folder / "student_vs_teacher.png")
+
+
+def run_benchmark(args: BenchmarkArguments) -> int:
+    from ..benchmark import benchmark
+
+    require(args, "student", "dataset_name", command="benchmark")
+    dataset = load_dataset_argument(args, args.dataset_test_split)
+    report = benchmark(
+        args.student,
+        args.teacher,
+        dataset,
+        baseline=args.baseline,
+        max_new_tokens=args.max_new_tokens,
+        batch_sizes=tuple(args.batch_sizes),
+        num_latency_runs=args.num_latency_runs,
+        task_metrics=tuple(args.task_metrics),
+        device=args.device,
+        dataset_name=args.dataset_name,
+        dataset_config=args.dataset_config,
+        dataset_split=args.dataset_test_split,
+        max_samples=args.max_samples,
+        eval_batch_size=args.eval_batch_size,
+    )
+    output_dir = args.output_dir or (str(Path(args.student) / "benchmark") if Path(args.student).is_dir() else None)
+    if output_dir is not None:
+        _write_report(report, Path(output_dir))
+    print(report.to_markdown())
+    if output_dir is not None:
+        print(f"\nReport, table and plot written to {output_dir}")
+    return 0
+
+
+def run_card(args: CardArguments) -> int:
+    from ..benchmark import BenchmarkReport
+    from ..card import build_model_card
+    from ..provenance import Provenance
+
+    require(args, "folder", command="card")
+    folder = Path(args.folder)
+    report_path = Path(args.report) if args.report else folder / "benchmark" / "report.json"
+    report = BenchmarkReport.from_json(report_path) if report_path.is_file() else None
+    if args.report and report is None:
+        raise CliUsageError(
+            f"--report {args.report!r} does not exist: pass a report written by `hf-distill benchmark`."
+        )
+    plot = "benchmark/student_vs_teacher.png" if (folder / "benchmark" / "student_vs_teacher.png").is_file() else None
+    card = build_model_card(
+        Provenance.load(folder), report, repo_id=args.repo_id, student_license=args.student_license, plot_path=plot
+    )
+    output = Path(args.output) if args.output else folder / "README.md"
+    card.save(output)
+    print(f"Model card written to {output}" + ("" if report else " (no benchmark report found: no results table)"))
+    return 0
+
+
+def run_push(args: PushArguments) -> int:
+    from ..hub import push_student
+
+    require(args, "folder", "repo_id", command="push")
+    result = push_student(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        token=args.token,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        mode=args.mode,
+        allow_license_conflict=args.allow_license_conflict,
+        student_license=args.student_license,
+        teacher_license=args.teacher_license,
+    )
+    print(
+        f"Pushed {len(result.files)} files to {result.repo_url} ({result.mode}, licence "
+        f"{result.verdict.student_license}: {result.verdict.status}): {result.commit_url}"
+    )
+    return 0
+
+
+def run_space(args: SpaceArguments) -> int:
+    from ..space.cli import run_space as space
+
+    require(args, "student", "output_dir", command="space")
+    return space(args)  # same field names as its argparse namespace

@@ -1,0 +1,217 @@
+"""`run_quickstart`: the whole product on a CPU, offline. Builds the task dataset, trains (or reuses) a teacher,
+distils a student, trains the same student with plain SFT, benchmarks all three, and writes the student with its card,
+report, plots, provenance and a Space folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .presets import PRESETS, QuickstartPreset
+from .report import comparison_rows, format_table, verdict_lines
+
+__all__ = ["QuickstartError", "QuickstartResult", "run_quickstart"]
+
+STUDENT_NAME = "hf-distill-quickstart-student"
+
+
+class QuickstartError(ValueError):
+    """A quickstart argument is invalid (checked before anything is trained)."""
+
+
+@dataclass
+class QuickstartResult:
+    """What `hf-distill quickstart` produced.
+
+    Args:
+        output_dir (`Path`): the run's folder; `student_dir`, `sft_student_dir`, `space_dir` and `data_dir` are in it.
+        teacher_dir (`Path`): the cached teacher.
+        teacher_cache_hit (`bool`): whether the teacher came from the cache.
+        report (`BenchmarkReport`): teacher, distilled student and SFT student (the baseline), as measured.
+        rows (`list[dict]`): the comparison table, one row per model.
+        timings (`dict[str, float]`): seconds per stage, and `total`.
+        pushed (`dict[str, str]`): URLs of what was pushed (empty without `push_to_hub`).
+        notes (`list[str]`): what was skipped and why.
+    """
+
+    output_dir: Path
+    student_dir: Path
+    sft_student_dir: Path
+    teacher_dir: Path
+    space_dir: Path
+    data_dir: Path
+    teacher_cache_hit: bool
+    preset: str
+    report: Any
+    rows: list[dict[str, Any]]
+    timings: dict[str, float]
+    pushed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The comparison table, what it shows, and where everything was written."""
+        lines = [format_table(self.rows), "", *verdict_lines(self.rows), ""]
+        teacher = "from the cache" if self.teacher_cache_hit else "trained"
+        lines.append(f"Finished in {self.timings['total']:.0f} s (teacher {teacher}).")
+        lines += [
+            f"  student:     {self.student_dir} (model card README.md, benchmark/, distillation_provenance.json)",
+            f"  SFT student: {self.sft_student_dir}",
+            f"  teacher:     {self.teacher_dir}",
+            f"  Space:       {self.space_dir} (run: cd {self.space_dir} && python app.py)",
+            f"  report:      {self.output_dir / 'quickstart_report.json'}",
+        ]
+        lines += [f"  pushed {name}: {url}" for name, url in self.pushed.items()]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "teacher_cache_hit": self.teacher_cache_hit,
+            "rows": self.rows,
+            "timings_seconds": self.timings,
+            "pushed": self.pushed,
+            "notes": self.notes,
+            "paths": {
+                name: str(getattr(self, name))
+                for name in ("output_dir", "student_dir", "sft_student_dir", "teacher_dir", "space_dir", "data_dir")
+            },
+            "benchmark": self.report.to_dict(),
+        }
+
+
+class _Stages:
+    """Prints `[i/n] what ... done (seconds)` around each stage and records its time."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]):
+        self.total, self.index, self.echo, self.timings = total, 0, echo, {}
+
+    @contextmanager
+    def stage(self, key: str, title: str):
+        self.index += 1
+        self.echo(f"[{self.index}/{self.total}] {title} ...")
+        start = time.perf_counter()
+        yield
+        self.timings[key] = round(time.perf_counter() - start, 2)
+        self.echo(f"[{self.index}/{self.total}] {title}: done in {self.timings[key]:.1f} s")
+
+
+def _check(output_dir: Path, preset: str, push_to_hub: str | None) -> QuickstartPreset:
+    problems = []
+    if preset not in PRESETS:
+        problems.append(f"`preset` (--preset) is {preset!r}; choose one of: {', '.join(PRESETS)}.")
+    if output_dir.exists() and not output_dir.is_dir():
+        problems.append(f"`output_dir` (--output_dir) {str(output_dir)!r} is a file; choose a folder.")
+    if push_to_hub is not None:
+        from ..hub import validate_repo_id
+
+        try:
+            validate_repo_id(push_to_hub, argument="push_to_hub")
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise QuickstartError("Invalid quickstart arguments:\n" + "\n".join(f"- {p}" for p in problems))
+    return PRESETS[preset]
+
+
+@contextmanager
+def _quiet_datasets():
+    """Hide `datasets`' per-map progress bars (the stages print their own progress), then restore them."""
+    from datasets.utils import logging as datasets_logging
+
+    was_enabled = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets_logging.enable_progress_bar()
+
+
+def run_quickstart(
+    output_dir: str | os.PathLike = "hf-distill-quickstart",
+    *,
+    push_to_hub: str | None = None,
+    private: bool | None = None,
+    preset: str = "standard",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    echo: Callable[[str], None] = print,
+) -> QuickstartResult:
+    """Run the quickstart end to end, offline; see the module docstring and `docs/quickstart.md`.
+
+    Args:
+        output_dir (`str`, defaults to `"hf-distill-quickstart"`): where everything is written.
+        push_to_hub (`str`, *optional*): repo id to push the student to (and `<repo>-demo` Space) when a token is set.
+        private (`bool`, *optional*): visibility of the pushed repos.
+        preset (`str`, defaults to `"standard"`): `"standard"` or `"smoke"` (tiny, for tests).
+        seed (`int`, defaults to `0`): the dataset, initial weights and data order.
+        cache_dir (`str`, *optional*): teacher cache (default `$HF_DISTILL_CACHE` or `~/.cache/hf_distill`).
+        echo (`Callable[[str], None]`, defaults to `print`): where progress lines go.
+
+    Example:
+
+    ```python
+    >>> from hf_distill.quickstart import run_quickstart
+    >>> result = run_quickstart("hf-distill-quickstart")
+    >>> print(result.summary())
+    ```
+    """
+    output_dir = Path(output_dir)
+    settings = _check(output_dir, preset, push_to_hub)
+    from . import stages
+
+    start = time.perf_counter()
+    progress = _Stages(total=7 if push_to_hub else 6, echo=echo)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    with _quiet_datasets():
+        with progress.stage("dataset", "Building the task dataset"):
+            data = stages.build_data(settings, seed=seed, output_dir=output_dir / "data")
+        with progress.stage("teacher", "Training the teacher (cached after the first run)"):
+            teacher = stages.teacher(settings, data["train"], seed=seed, cache_dir=cache_dir)
+        with progress.stage("distilled_student", "Distilling the student from the teacher"):
+            trainer = stages.distil(
+                settings, data["train"], teacher.path, seed=seed, output_dir=output_dir / "student"
+            )
+        with progress.stage("sft_student", "Training the same student with plain SFT (the baseline)"):
+            stages.sft(settings, data["train"], teacher.path, seed=seed, output_dir=output_dir / "sft-student")
+        with stages.metric(data["test"]) as accuracy:
+            with progress.stage("benchmark", "Benchmarking teacher, distilled student and SFT student"):
+                report = stages.benchmark(trainer, settings, data["test"], accuracy, output_dir=output_dir)
+            with progress.stage("card", "Writing the model card, plots and the Space"):
+                space_dir = stages.card_and_space(
+                    trainer, report, teacher.path, output_dir=output_dir, model_name=push_to_hub or STUDENT_NAME
+                )
+            pushed, notes = {}, []
+            if push_to_hub:
+                with progress.stage("push", f"Pushing to the Hub as {push_to_hub}"):
+                    pushed, notes = stages.push(trainer, report, push_to_hub, private=private, output_dir=output_dir)
+    timings = {**progress.timings, "total": round(time.perf_counter() - start, 2)}
+    result = QuickstartResult(
+        output_dir=output_dir,
+        student_dir=output_dir / "student",
+        sft_student_dir=output_dir / "sft-student",
+        teacher_dir=teacher.path,
+        space_dir=space_dir,
+        data_dir=output_dir / "data",
+        teacher_cache_hit=teacher.cache_hit,
+        preset=preset,
+        report=report,
+        rows=comparison_rows(report, accuracy),
+        timings=timings,
+        pushed=pushed,
+        notes=notes,
+    )
+    record = result.to_dict() | {
+        "settings": asdict(settings),
+        "seed": seed,
+        "load_average": {"start": load_before, "end": os.getloadavg()} if load_before else None,
+    }
+    (output_dir / "quickstart_report.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return result
