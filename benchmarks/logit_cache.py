@@ -13,7 +13,7 @@ Compression (vocabulary 151,936, k = 64, rows of 256 positions, all encodings on
   side is normalised to 1 over its outcomes first.
 
 Training step (2 CPU threads unless `--threads`): a Qwen2.5-0.5B-shaped student cut to `--student-layers` layers
-(hidden 896, vocabulary 151,936, tied embeddings), batches of 2 x 128 tokens, forward KL with alpha 0.9 on a cached
+(hidden 896, vocabulary 151,936, tied embeddings), batches of 2 x 128 tokens of plain text (every position trained in both), forward KL with alpha 0.9 on a cached
 teacher (`DistillationTrainer(teacher_model=None)`) against `trl.SFTTrainer` on the same rows: median seconds per
 optimizer step after one warm-up step.
 
@@ -48,9 +48,10 @@ TARGETS = {"bytes_per_token": 176.0, "mean_kl": 1e-4, "step_time_ratio": 1.15}
 
 
 def llm_like_logits(num_positions: int, vocab_size: int, *, seed: int) -> torch.Tensor:
-    """`(positions, vocab)` float32 logits with a mix of confident, peaked and flat positions (see module docstring)."""
+    """`(positions, vocab)` float32 logits mixing confident, peaked and flat positions (see module docstring)."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(num_positions, vocab_size, generator=g) * (1.5 + 1.5 * torch.rand(num_positions, 1, generator=g))
+    sigma = 1.5 + 1.5 * torch.rand(num_positions, 1, generator=g)
+    logits = torch.randn(num_positions, vocab_size, generator=g) * sigma
     kind = torch.rand(num_positions, generator=g)
     for i in range(num_positions):
         if kind[i] < 0.4:
@@ -88,7 +89,7 @@ def kl_per_position(ref, ids, log_probs, tail) -> tuple[np.ndarray, np.ndarray]:
     return kl(p_buckets, q_buckets), kl(renorm(p), renorm(q))
 
 
-# -- encodings: encode(ids, log_probs, tail) -> bytes; decode(bytes, n) -> (ids, log_probs, tail) ----------------------
+# -- encodings: encode(ids, log_probs, tail) -> bytes; decode(bytes, n) -> (ids, log_probs, tail) --------------------
 
 
 def _ours():
@@ -116,6 +117,8 @@ def _int32_plus(value_dtype: torch.dtype, compress: bool):
         values = np.frombuffer(raw[n * TOP_K * 4 : n * TOP_K * 6], np.int16).reshape(n, TOP_K)
         lp = torch.from_numpy(values.copy()).view(value_dtype).float().numpy()
         return ids, lp, np.frombuffer(raw[n * TOP_K * 6 :], np.float32)
+
+    return encode, decode
 
 
 ENCODINGS = {
@@ -206,9 +209,8 @@ def run_training(student_layers: int, steps: int, seed: int) -> dict:
 
     tokenizer = _word_tokenizer(VOCAB)
     rng = np.random.default_rng(seed)
-    rows = BATCH * (steps + 1)
-    texts = {"prompt": [" ".join(f"t{i}" for i in rng.integers(2, VOCAB, 32)) for _ in range(rows)],
-             "completion": [" " + " ".join(f"t{i}" for i in rng.integers(2, VOCAB, 95)) for _ in range(rows)]}
+    # Plain text (every position trained, + EOS = SEQ tokens): both trainers project the same positions.
+    texts = {"text": [" ".join(f"t{i}" for i in rng.integers(2, VOCAB, SEQ - 1)) for _ in range(BATCH * (steps + 1))]}
 
     def qwen(layers, hidden, intermediate, heads, kv_heads):
         config = Qwen2Config(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=intermediate,
@@ -219,20 +221,17 @@ def run_training(student_layers: int, steps: int, seed: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         teacher = qwen(1, 64, 128, 4, 2)
-        cached = cache_teacher_logits(teacher, Dataset.from_dict(texts), tokenizer=tokenizer, output_dir=f"{tmp}/cache",
-                                      top_k=TOP_K, batch_size=8)
+        cached = cache_teacher_logits(teacher, Dataset.from_dict(texts), tokenizer=tokenizer,
+                                      output_dir=f"{tmp}/cache", top_k=TOP_K, batch_size=8)
         common = dict(output_dir=f"{tmp}/out", report_to="none", save_strategy="no", max_steps=steps + 1,
-                      per_device_train_batch_size=BATCH, logging_steps=1000, learning_rate=1e-5, dataloader_num_workers=0,
-                      max_length=None, bf16=False)
-        student = qwen(student_layers, 896, 4864, 14, 2)
-        distil = DistillationTrainer(model=student, teacher_model=None, train_dataset=cached, processing_class=tokenizer,
+                      per_device_train_batch_size=BATCH, logging_steps=1000, learning_rate=1e-5,
+                      dataloader_num_workers=0, max_length=None, bf16=False)
+        distil = DistillationTrainer(model=qwen(student_layers, 896, 4864, 14, 2), teacher_model=None,
+                                     train_dataset=cached, processing_class=tokenizer,
                                      args=DistillationConfig(**common, divergence="forward_kl", alpha=0.9))
         distil_times = _step_times(distil)
-        sft_rows = cached.map(lambda r: {"labels": [t if m else -100 for t, m in zip(r["input_ids"],
-                                                                                   r["completion_mask"])]},
-                              remove_columns=["completion_mask", "teacher_topk", "tokenizer_hash"])
-        student = qwen(student_layers, 896, 4864, 14, 2)
-        sft = SFTTrainer(model=student, train_dataset=sft_rows, processing_class=tokenizer, args=SFTConfig(**common))
+        sft = SFTTrainer(model=qwen(student_layers, 896, 4864, 14, 2), train_dataset=Dataset.from_dict(texts),
+                         processing_class=tokenizer, args=SFTConfig(**common))
         sft_times = _step_times(sft)
     result = {
         "student": f"Qwen2-shaped, hidden 896, {student_layers} layers, vocab {VOCAB}, tied embeddings",
@@ -243,8 +242,8 @@ def run_training(student_layers: int, steps: int, seed: int) -> dict:
         "sft_step_times_s": sft_times,
     }
     result["step_time_ratio"] = result["cached_teacher_step_s"] / result["sft_step_s"]
-    print(f"training step: cached teacher {result['cached_teacher_step_s']:.2f} s, plain SFT {result['sft_step_s']:.2f} s"
-          f" -> {result['step_time_ratio']:.3f}x", flush=True)
+    print(f"training step: cached teacher {result['cached_teacher_step_s']:.2f} s, "
+          f"plain SFT {result['sft_step_s']:.2f} s -> {result['step_time_ratio']:.3f}x", flush=True)
     return result
 
 

@@ -12,7 +12,6 @@ processes with the same result as one process, and write a `README.md` dataset c
 from .codec import CODEC_NAME, CodecError, TopKCodec, decode_topk, encode_topk
 from .format import CACHED_COLUMNS, CachedDatasetError, CacheInfo, chat_template_hash, tokenizer_hash
 from .generation import GenerationSettingsError, generate_completions
-from . import logit_cache
 from .logit_cache import CacheSettingsError, cache_teacher_logits, topk_log_probs
 from .shards import ProcessGroup, ResumeError, ShardStore, run_sharded
 from .tokenization import DatasetFormatError, tokenize_like_sft

@@ -17,7 +17,6 @@ from datasets import Dataset
 from torch import nn
 
 from ..heads import OutputHead, backbone_hidden_states
-from ..teachers.local_model import load_teacher_model
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -29,7 +28,7 @@ from .format import (
     tokenizer_hash,
 )
 from .shards import Shard, run_sharded
-from .teacher import teacher_provenance
+from .teacher import load_offline_teacher, teacher_provenance
 from .tokenization import tokenize_like_sft
 
 __all__ = ["CacheSettingsError", "cache_teacher_logits", "topk_log_probs"]
@@ -106,7 +105,7 @@ def cache_teacher_logits(
     ```
     """
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
-    model = _place(load_teacher_model(teacher, model_kwargs), loaded_here=not isinstance(teacher, nn.Module))
+    model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
     head.vocab_size = min(head.num_rows, len(tokenizer))  # rows beyond the tokenizer: padding no id reaches
     if top_k > head.vocab_size:
@@ -154,16 +153,6 @@ def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_leng
         problems.append("`dataset` is empty.")
     if problems:
         raise CacheSettingsError("Invalid cache_teacher_logits arguments:\n" + "\n".join(f"- {p}" for p in problems))
-
-
-def _place(model: nn.Module, *, loaded_here: bool) -> nn.Module:
-    """A teacher loaded here goes to this process's accelerator (one GPU per rank); a given model stays put."""
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
-    if not loaded_here or quantized or getattr(model, "hf_device_map", None):
-        return model
-    from accelerate import PartialState
-
-    return model.to(PartialState().device)
 
 
 def _package_version() -> str:

@@ -29,11 +29,18 @@ class TeacherProvenance:
 def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None, *, model_kwargs: dict | None = None):
     """The teacher model (frozen, eval mode) and its tokenizer (`tokenizer`, or the one saved with the teacher).
 
-    Raises `ValueError` when no tokenizer is given and none is stored with the teacher.
+    A teacher loaded here from an id or path goes to this process's accelerator (one GPU per rank under `torchrun`);
+    a model passed in, quantized or dispatched with a `device_map` stays where it is. Raises `ValueError` when no
+    tokenizer is given and none is stored with the teacher.
     """
     if tokenizer is None:
         tokenizer = _stored_tokenizer(teacher)
     model = load_teacher_model(teacher, model_kwargs)
+    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    if not isinstance(teacher, nn.Module) and not quantized and not getattr(model, "hf_device_map", None):
+        from accelerate import PartialState
+
+        model = model.to(PartialState().device)
     return model, tokenizer
 
 
