@@ -13,9 +13,9 @@ Compression (vocabulary 151,936, k = 64, rows of 256 positions, all encodings on
   side is normalised to 1 over its outcomes first.
 
 Training step (2 CPU threads unless `--threads`): a Qwen2.5-0.5B-shaped student cut to `--student-layers` layers
-(hidden 896, vocabulary 151,936, tied embeddings), batches of 2 x 128 tokens of plain text (every position trained in both), forward KL with alpha 0.9 on a cached
-teacher (`DistillationTrainer(teacher_model=None)`) against `trl.SFTTrainer` on the same rows: median seconds per
-optimizer step after one warm-up step.
+(hidden 896, vocabulary 151,936, tied embeddings), batches of 2 x 128 tokens of plain text (every position trained
+in both), forward KL with alpha 0.9 on a cached teacher (`DistillationTrainer(teacher_model=None)`) against
+`trl.SFTTrainer` on the same rows: median seconds per optimizer step after one warm-up step.
 
     python benchmarks/logit_cache.py                             # writes benchmarks/results/logit_cache_cpu.json
     python benchmarks/logit_cache.py --positions 512 --skip-training --output /tmp/logit_cache.json
