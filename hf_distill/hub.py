@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, get_token
 from huggingface_hub.errors import HFValidationError
@@ -22,6 +22,9 @@ from .card import PLOT_PATH, build_model_card, check_card
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
 from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, weight_file_hashes
 
+if TYPE_CHECKING:
+    from .space import SpaceConfigError, SpaceCreationError, SpaceResult, create_space
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -29,10 +32,26 @@ __all__ = [
     "HubAuthError",
     "PushError",
     "PushResult",
+    "SpaceConfigError",
+    "SpaceCreationError",
+    "SpaceResult",
+    "create_space",
     "push_student",
     "resolve_token",
     "validate_repo_id",
 ]
+
+# Space demos live in `hf_distill.space`; they are published from here too, imported on first use so that
+# `hf_distill.space` may itself use the helpers of this module.
+_SPACE_NAMES = ("SpaceConfigError", "SpaceCreationError", "SpaceResult", "create_space")
+
+
+def __getattr__(name: str):
+    if name in _SPACE_NAMES:
+        from . import space
+
+        return getattr(space, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 PushMode = Literal["full", "adapter", "merged"]
 PUSH_MODES = ("full", "adapter", "merged")
@@ -324,16 +343,16 @@ def push_student(
             f"The adapter's base {_adapter_base(folder)!r} is a local path: nobody else could load the adapter. Set "
             "`base_model_name_or_path` in adapter_config.json to the base's Hub id, or push with mode='merged'."
         )
+    token = resolve_token(token)
+    if not token:
+        raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
+                           "`hf auth login`. Nothing was uploaded.")
     with tempfile.TemporaryDirectory(prefix="hf_distill_push_") as workdir:
         verdict, card, operations = _prepare(
             folder, repo_id, mode, provenance, report, Path(workdir), student_license=student_license,
             allow_license_conflict=allow_license_conflict, co2_eq_emissions=co2_eq_emissions,
             extra_metadata=extra_metadata,
         )
-        token = resolve_token(token)
-        if not token:
-            raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
-                               "`hf auth login`. Nothing was uploaded.")
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main":

@@ -237,8 +237,10 @@ def dataset_record(dataset: Any, split: str, *, repo_id: str | None = None) -> D
 
 def count_tokens(dataset: Any) -> tuple[int | None, int | None]:
     """(all tokens, tokens the loss counts) of a tokenized dataset, summed in Arrow; `None` when not tokenized."""
+    from datasets import Dataset
+
     names = getattr(dataset, "column_names", None) or []
-    if "input_ids" not in names or not hasattr(dataset, "with_format"):
+    if not isinstance(dataset, Dataset) or "input_ids" not in names:  # never iterate a streaming dataset here
         return None, None
     import pyarrow.compute as pc
 
