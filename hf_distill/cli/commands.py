@@ -156,10 +156,10 @@ def run_generate(args: GenerateArguments) -> int:
     from ..data import generate_completions
 
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
-    dataset = load_dataset_argument(args, args.dataset_train_split)
+    model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
         args.teacher,
-        dataset,
+        load_dataset_argument(args, args.dataset_train_split),
         output_dir=args.output_dir,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -169,7 +169,7 @@ def run_generate(args: GenerateArguments) -> int:
         backend=args.backend,
         seed=args.seed,
         shard_size=args.shard_size,
-        model_kwargs=_json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs"),
+        model_kwargs=model_kwargs,
     )
     print(f"{len(generated)} completions written to {args.output_dir}")
     return 0
@@ -181,18 +181,17 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     from ..data import cache_teacher_logits
 
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
-    dataset = load_dataset_argument(args, args.dataset_train_split)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
+    model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     cached = cache_teacher_logits(
         args.teacher,
-        dataset,
-        tokenizer=tokenizer,
+        load_dataset_argument(args, args.dataset_train_split),
+        tokenizer=AutoTokenizer.from_pretrained(args.tokenizer or args.teacher),
         output_dir=args.output_dir,
         top_k=args.top_k,
         batch_size=args.batch_size,
         max_length=args.max_length,
         shard_size=args.shard_size,
-        model_kwargs=_json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs"),
+        model_kwargs=model_kwargs,
     )
     print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
     return 0
