@@ -23,6 +23,8 @@ LFS_PATTERNS = (
     "*.xz", "*.zip", "*.zst", "*tfevents*", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.wav", "*.mp3",
 )
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
+# The Hub's licence ids, written out here on purpose (not imported from hf_distill.licenses): the server checks
+# the library's cards independently, as the Hub would.
 HUB_LICENSES = frozenset(
     """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
     afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0
