@@ -66,6 +66,13 @@ def _training_kwargs(preset: QuickstartPreset, steps: int, learning_rate: float,
     )
 
 
+def _fit(trainer, output_dir: Path):
+    """Train, then save the model (and, for `DistillationTrainer`, its provenance) to `output_dir`."""
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return trainer
+
+
 def _new_model(config, seed: int):
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config)
@@ -125,9 +132,7 @@ def _train_teacher(preset: QuickstartPreset, train: Dataset, *, seed: int, outpu
         output_dir=str(output_dir),
         **_training_kwargs(preset, preset.teacher_steps, preset.teacher_learning_rate, seed),
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(str(output_dir))
+    trainer = _fit(SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer), output_dir)
     _teacher_card().save(output_dir / "README.md")
     return float(trainer.state.log_history[-1].get("train_runtime", 0.0))
 
@@ -151,16 +156,11 @@ def train_distilled_student(
         temperature=1.0,
         **_training_kwargs(preset, preset.student_steps, preset.student_learning_rate, seed),
     )
+    student = _new_model(student_config(preset, tokenizer), seed)
     trainer = DistillationTrainer(
-        model=_new_model(student_config(preset, tokenizer), seed),
-        teacher_model=str(teacher),
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
+        model=student, teacher_model=str(teacher), args=args, train_dataset=train, processing_class=tokenizer
     )
-    trainer.train()
-    trainer.save_model(str(output_dir))
-    return trainer
+    return _fit(trainer, output_dir)
 
 
 def train_sft_student(preset: QuickstartPreset, train: Dataset, tokenizer, *, seed: int, output_dir: Path):
@@ -172,12 +172,5 @@ def train_sft_student(preset: QuickstartPreset, train: Dataset, tokenizer, *, se
         output_dir=str(output_dir),
         **_training_kwargs(preset, preset.student_steps, preset.student_learning_rate, seed),
     )
-    trainer = SFTTrainer(
-        model=_new_model(student_config(preset, tokenizer), seed),
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    trainer.save_model(str(output_dir))
-    return trainer
+    student = _new_model(student_config(preset, tokenizer), seed)
+    return _fit(SFTTrainer(model=student, args=args, train_dataset=train, processing_class=tokenizer), output_dir)
