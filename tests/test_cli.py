@@ -83,7 +83,7 @@ def _recipe(tmp_path, content) -> str:
         (["push", "--folder", "x"], "`hf-distill push` needs --repo_id"),
         (["train", "--config", "missing.yaml"], "Recipe 'missing.yaml' does not exist"),
         (["train", "--alpha", "2", "--output_dir", "o"], "`alpha` (--alpha) is 2.0; it must be in [0, 1]"),
-        (["quickstart", "--preset", "smoke", "--push_to_hub", "bad id"], "push_to_hub"),
+        (["quickstart", "--output-dir", "qs", "--push-to-hub", "bad id"], "push_to_hub"),  # the spelling
         (
             [
                 "generate",
