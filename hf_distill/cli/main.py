@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         logging.getLogger("hf_distill").setLevel(logging.INFO)
     try:
-        parsed = parse_recipe(command.dataclass_types(), rest, prog=f"hf-distill {name}")
+        parsed = parse_recipe(command.dataclass_types(), rest, prog=f"hf-distill {name}", description=command.help)
         return command.run(*parsed)
     except KeyboardInterrupt:
         print(f"hf-distill {name}: interrupted", file=sys.stderr)

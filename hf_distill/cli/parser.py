@@ -4,11 +4,15 @@ subcommand's options are its dataclasses' fields and their `help` metadata."""
 from __future__ import annotations
 
 import difflib
-from argparse import Namespace, RawDescriptionHelpFormatter
+from argparse import ArgumentDefaultsHelpFormatter, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["RecipeError", "make_parser", "parse_recipe"]
+
+
+class _HelpFormatter(RawDescriptionHelpFormatter, ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows each option's default."""
 
 
 class RecipeError(ValueError):
@@ -20,9 +24,7 @@ def make_parser(dataclass_types: Sequence[type], *, prog: str, description: str 
     shown) plus `--config PATH` whose YAML mapping replaces the defaults (command-line flags still win)."""
     from trl import TrlParser
 
-    parser = TrlParser(
-        list(dataclass_types), prog=prog, description=description, formatter_class=RawDescriptionHelpFormatter
-    )
+    parser = TrlParser(list(dataclass_types), prog=prog, description=description, formatter_class=_HelpFormatter)
     parser.add_argument(
         "--config",
         metavar="RECIPE.yaml",
@@ -32,7 +34,13 @@ def make_parser(dataclass_types: Sequence[type], *, prog: str, description: str 
     return parser
 
 
-def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = None, *, prog: str = "hf-distill"):
+def parse_recipe(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "hf-distill",
+    description: str | None = None,
+):
     """Parse `argv` (with an optional `--config recipe.yaml`) into one instance of each of `dataclass_types`.
 
     Raises [`RecipeError`] when the recipe is missing, is not a YAML mapping, or holds keys that are no option (each
@@ -51,7 +59,7 @@ def parse_recipe(dataclass_types: Sequence[type], argv: Sequence[str] | None = N
     ```
     """
     argv = list(argv or [])
-    parser = make_parser(dataclass_types, prog=prog)
+    parser = make_parser(dataclass_types, prog=prog, description=description)
     _check_recipe(argv, parser, prog)
     parsed = parser.parse_args_and_config(argv)
     # `--config` itself is consumed by TrlParser; HfArgumentParser returns the other non-field flags as a Namespace.
