@@ -17,6 +17,7 @@ __all__ = ["benchmark", "build_data", "card_and_space", "distil", "metric", "pus
 
 _TRAIN_COLUMNS = ["prompt", "completion"]
 _PLOT = "benchmark/student_vs_teacher.png"
+_TITLE = "hf-distill quickstart: distilled student vs teacher"
 
 
 def _dataset_card(data: DatasetDict) -> DatasetCard:
@@ -92,7 +93,7 @@ def card_and_space(trainer, report, teacher_dir: Path, *, output_dir: Path, mode
 
     trainer.create_model_card(model_name=model_name, report=report, dataset_licenses=DATASET_LICENSE, plot_path=_PLOT)
     space = create_space(
-        output_dir / "student", teacher=teacher_dir, output_dir=output_dir / "space", benchmark=report
+        output_dir / "student", teacher=teacher_dir, output_dir=output_dir / "space", benchmark=report, title=_TITLE
     )
     return Path(space.folder)
 
@@ -110,6 +111,7 @@ def push(trainer, report, repo_id: str, *, private: bool | None, output_dir: Pat
         repo_id,
         space_id=f"{repo_id}-demo",
         output_dir=output_dir / "space-hub",
+        title="hf-distill quickstart: distilled student",
         push=True,
         private=private,
         benchmark=report,
