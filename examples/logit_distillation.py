@@ -29,6 +29,7 @@ from pathlib import Path
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.card import PLOT_PATH
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
 
 RECIPES = (
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> DistillationTrainer:
     trainer.save_model()  # weights, tokenizer and distillation_provenance.json
 
     report = None
-    if script_args.benchmark_after_training:
+    if script_args.benchmark_after_training and trainer.is_world_process_zero():
         held_out = load_dataset_argument(script_args, script_args.dataset_test_split)
         report = trainer.benchmark(
             held_out,
@@ -64,12 +65,13 @@ def main(argv: list[str] | None = None) -> DistillationTrainer:
             max_new_tokens=script_args.benchmark_max_new_tokens,
             dataset_name=script_args.dataset_name,
         )
-        folder = Path(training_args.output_dir) / "benchmark"
-        folder.mkdir(parents=True, exist_ok=True)
-        report.to_json(folder / "report.json")
-        report.plot(folder / "student_vs_teacher.png")
+        # Where the card, `push` and the Space look for them: benchmark/report.json and PLOT_PATH.
+        folder = Path(training_args.output_dir)
+        (folder / PLOT_PATH).parent.mkdir(parents=True, exist_ok=True)
+        report.to_json(folder / "benchmark" / "report.json")
+        report.plot(folder / PLOT_PATH)
         print(report.to_markdown())
-    plot = "benchmark/student_vs_teacher.png" if report is not None else None
+    plot = PLOT_PATH if report is not None else None
     trainer.create_model_card(dataset_name=script_args.dataset_name, report=report, plot_path=plot)
     if training_args.push_to_hub:
         trainer.push_to_hub(report=report)

@@ -132,7 +132,7 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     report = None
-    if script_args.benchmark_after_training:
+    if script_args.benchmark_after_training and trainer.is_world_process_zero():
         report = trainer.benchmark(
             eval_dataset,
             dataset_name=script_args.dataset_name,
@@ -143,7 +143,8 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
         _write_report(report, Path(training_args.output_dir) / "benchmark")
         trainer.plot_training_curves(Path(training_args.output_dir) / "benchmark" / "training_curves.png")
     if trainer.is_world_process_zero():
-        trainer.create_model_card(dataset_name=script_args.dataset_name, report=report)
+        plot = _plot_path() if report is not None else None
+        trainer.create_model_card(dataset_name=script_args.dataset_name, report=report, plot_path=plot)
     if training_args.push_to_hub:
         result = trainer.push_to_hub(report=report)
         if result is not None:
@@ -197,11 +198,18 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     return 0
 
 
+def _plot_path() -> str:
+    """Where the card and the Space expect the benchmark plot, relative to the student folder."""
+    from ..card import PLOT_PATH
+
+    return PLOT_PATH
+
+
 def _write_report(report, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     report.to_json(folder / "report.json")
     (folder / "report.md").write_text(report.to_markdown())
-    report.plot(folder / "student_vs_teacher.png")
+    report.plot(folder / Path(_plot_path()).name)
 
 
 def run_benchmark(args: BenchmarkArguments) -> int:
@@ -247,7 +255,7 @@ def run_card(args: CardArguments) -> int:
         raise CliUsageError(
             f"--report {args.report!r} does not exist: pass a report written by `hf-distill benchmark`."
         )
-    plot = "benchmark/student_vs_teacher.png" if (folder / "benchmark" / "student_vs_teacher.png").is_file() else None
+    plot = _plot_path() if (folder / _plot_path()).is_file() else None
     card = build_model_card(
         Provenance.load(folder), report, repo_id=args.repo_id, student_license=args.student_license, plot_path=plot
     )
