@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import DatasetCard, ModelCard
 
 from hf_distill.benchmark import BenchmarkReport
@@ -116,6 +117,7 @@ def test_verdict_says_what_the_numbers_show_whichever_way():
     [
         ({"preset": "huge"}, "`preset` (--preset) is 'huge'; choose one of: standard, smoke."),
         ({"push_to_hub": "not a repo id"}, "push_to_hub"),
+        ({"num_threads": 0}, "`num_threads` (--num_threads) is 0; it must be an integer >= 1, or unset."),
     ],
 )
 def test_bad_arguments_fail_before_any_work(tmp_path, kwargs, message):
@@ -144,7 +146,9 @@ def test_standard_preset_students_share_steps_and_shape():
 def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("quickstart")
     lines = []
+    threads = torch.get_num_threads()
     result = run_quickstart(root / "out", preset="smoke", cache_dir=root / "cache", echo=lines.append)
+    assert torch.get_num_threads() == threads  # its one-thread setting does not outlive the run
     return result, lines, root
 
 

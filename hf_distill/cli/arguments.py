@@ -90,6 +90,13 @@ class QuickstartArguments:
             "~/.cache/hf_distill); a second run reuses it."
         },
     )
+    num_threads: int | None = field(
+        default=1,
+        metadata={
+            "help": "torch CPU threads. The quickstart's models are too small to gain much from threads, and "
+            "threads sharing busy cores slow them down more than ten-fold; 0 keeps torch's default."
+        },
+    )
 
 
 @dataclass

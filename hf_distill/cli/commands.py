@@ -99,6 +99,7 @@ def run_quickstart(args: QuickstartArguments) -> int:
         preset=args.preset,
         seed=args.seed,
         cache_dir=args.cache_dir,
+        num_threads=args.num_threads or None,
     )
     print(result.summary())
     return 0
