@@ -113,6 +113,23 @@ def test_bf16_inputs_compute_in_float32(divergence):
         torch.testing.assert_close(grad.float(), reference_grads[name], rtol=2e-2, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+def test_full_size_vocabulary_keeps_float32_accuracy(divergence):
+    # 151,936 entries per row and logits offset by +-30 (real log-normalisers): a float32 sum over raw logits, or a
+    # BLAS dot product, loses the divergence to cancellation; the reference sums in float64.
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(6, 16, generator=g), torch.randn(151_936, 16, generator=g) / 2
+    teacher_hidden = torch.randn(6, 16, generator=g)
+    teacher_weight = weight + torch.randn(151_936, 16, generator=g) / 4
+    offsets = dict(student_bias=torch.full((151_936,), -30.0), teacher_bias=torch.full((151_936,), 30.0))
+    ours = distillation_loss_from_hidden(hidden, teacher_hidden, weight, teacher_weight, divergence=divergence,
+                                         **offsets)
+    student_log_probs = torch.log_softmax((hidden @ weight.t()).double() - 30, -1)
+    teacher_log_probs = torch.log_softmax((teacher_hidden @ teacher_weight.t()).double() + 30, -1)
+    reference = DIVERGENCES[divergence](student_log_probs, teacher_log_probs, beta=0.5).mean()
+    torch.testing.assert_close(ours.double(), reference, rtol=2e-5, atol=0.0)
+
+
 def test_tied_embeddings_sum_both_gradients():
     # GPT-2 style: the lm_head weight is the input embedding, used twice in the graph.
     g = torch.Generator().manual_seed(0)

@@ -165,57 +165,54 @@ def _softmax_(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     return logits.amax(-1) - probs.amax(-1).log()
 
 
-def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """`(a * b).sum(-1)` for `(n, vocab)` tensors without a `(n, vocab)` temporary."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
-
-
 # -- divergences with their gradient --------------------------------------------------------------------------------
-# Each takes the chunk's student and teacher logits `s`, `t` at the temperature (n, vocab), their softmax `ps`, `pt`
-# and log-normalisers `lse_s`, `lse_t` (n,), so log p = logits - lse. It returns the per-token divergence `(n,)` and a
-# factor `c`, and leaves `c * d divergence / d s` in `s`. `t` may be overwritten; `ps` and `pt` are left intact.
+# Each takes the chunk's student and teacher log-probabilities `s`, `t` at the temperature and their probabilities
+# `ps`, `pt`, all (n, vocab). It returns the per-token divergence `(n,)` and a factor `c`, and leaves
+# `c * d divergence / d z` in `s`, z being the student logits at the temperature. `t` may be overwritten; `ps` and `pt`
+# are left intact. Sums run over log-probabilities, not raw logits: raw logits carry each row's log-normaliser (often
+# 10-40), and a float32 sum of 150k such terms would lose the divergence (~0.1) to cancellation. They use torch's
+# cascade `sum` over an in-place product rather than a BLAS dot product, whose float32 accumulation over 150k terms
+# drifts by ~1e-4 relative.
 
 
-def _forward_kl_(s, ps, lse_s, t, pt, lse_t, spec, workspace):
-    """KL(p_t || p_s) = sum p_t (t - s) + lse_s - lse_t; its logit gradient is p_s - p_t."""
-    per_token = _rowdot(pt, t.sub_(s)) + (lse_s - lse_t)
+def _forward_kl_(s, ps, t, pt, spec, workspace):
+    """KL(p_t || p_s) = sum p_t (log p_t - log p_s); its logit gradient is p_s - p_t."""
+    per_token = t.sub_(s).mul_(pt).sum(-1)
     torch.sub(ps, pt, out=s)
     return per_token, 1.0
 
 
-def _reverse_kl_(s, ps, lse_s, t, pt, lse_t, spec, workspace):
-    """KL(p_s || p_t) = sum p_s (s - t) - (lse_s - lse_t); its logit gradient is p_s (log p_s - log p_t - KL)."""
-    shift = lse_s - lse_t
-    per_token = _rowdot(ps, s.sub_(t)) - shift
-    s.sub_((per_token + shift).unsqueeze(1)).mul_(ps)
+def _reverse_kl_(s, ps, t, pt, spec, workspace):
+    """KL(p_s || p_t); its logit gradient is p_s (log p_s - log p_t - KL)."""
+    per_token = s.sub_(t).mul_(ps).sum(-1)
+    s.addcmul_(ps, per_token.unsqueeze(1), value=-1.0)
     return per_token, 1.0
 
 
-def _jsd_(s, ps, lse_s, t, pt, lse_t, spec, workspace):
+def _jsd_(s, ps, t, pt, spec, workspace):
     """Generalized JSD with m = (1 - beta) p_s + beta p_t: beta KL(p_t || m) + (1 - beta) KL(p_s || m). Its logit
     gradient is (1 - beta) p_s (log p_s - log m - KL(p_s || m)); beta 0 and 1 are forward and reverse KL, as in TRL."""
     beta = spec.beta
     if beta == 0.0:
-        return _forward_kl_(s, ps, lse_s, t, pt, lse_t, spec, workspace)
+        return _forward_kl_(s, ps, t, pt, spec, workspace)
     if beta == 1.0:
-        return _reverse_kl_(s, ps, lse_s, t, pt, lse_t, spec, workspace)
+        return _reverse_kl_(s, ps, t, pt, spec, workspace)
     log_mix = workspace("mixture", s.shape[0])
     torch.mul(ps, 1.0 - beta, out=log_mix)
     # Where both probabilities underflow the mixture is 0; flooring it keeps 0 * log(.) finite.
     log_mix.add_(pt, alpha=beta).clamp_(min=_TINY).log_()
-    kl_teacher = _rowdot(pt, t.sub_(log_mix)) - lse_t
-    kl_student = _rowdot(ps, s.sub_(log_mix)) - lse_s
-    s.sub_((kl_student + lse_s).unsqueeze(1)).mul_(ps)
+    kl_teacher = t.sub_(log_mix).mul_(pt).sum(-1)
+    kl_student = s.sub_(log_mix).mul_(ps).sum(-1)
+    s.addcmul_(ps, kl_student.unsqueeze(1), value=-1.0)
     return beta * kl_teacher + (1.0 - beta) * kl_student, 1.0 - beta
 
 
-def _autograd_divergence_(s, ps, lse_s, t, pt, lse_t, spec, workspace):
+def _autograd_divergence_(s, ps, t, pt, spec, workspace):
     """Any divergence of the table: its value from [`DIVERGENCES`], its logit gradient by autograd on the chunk."""
     fn = DIVERGENCES[spec.divergence]
-    teacher_log_probs = t.sub_(lse_t.unsqueeze(1))
     with torch.enable_grad():
         logits = s.detach().requires_grad_()
-        per_token = fn(torch.log_softmax(logits, dim=-1), teacher_log_probs, beta=spec.beta, skew=spec.skew)
+        per_token = fn(torch.log_softmax(logits, dim=-1), t, beta=spec.beta, skew=spec.skew)
         (grad,) = torch.autograd.grad(per_token.sum(), logits)
     s.copy_(grad)
     return per_token.detach(), 1.0
@@ -349,11 +346,12 @@ def _chunk_step(hidden, teacher_hidden, labels, row_weights, rows, student, teac
     if spec.temperature != 1.0:
         s.mul_(1.0 / spec.temperature)
         t.mul_(1.0 / spec.temperature)
-    lse_s, lse_t = _softmax_(s, ps), _softmax_(t, pt)
+    s.sub_(_softmax_(s, ps).unsqueeze(1))  # now log-probabilities
+    t.sub_(_softmax_(t, pt).unsqueeze(1))
     if spec.ce_type is not None and spec.temperature == 1.0:
-        label_log_probs, probs = s.gather(1, labels.unsqueeze(1)).squeeze(1) - lse_s, ps
+        label_log_probs, probs = s.gather(1, labels.unsqueeze(1)).squeeze(1), ps
     divergence = _CLOSED_FORM.get(spec.divergence, _autograd_divergence_)
-    per_token, factor = divergence(s, ps, lse_s, t, pt, lse_t, spec, workspace)
+    per_token, factor = divergence(s, ps, t, pt, spec, workspace)
     totals[0] = per_token.sum() if row_weights is None else per_token @ row_weights
     if label_log_probs is not None:
         ce = -label_log_probs if spec.ce_type == "nll" else -label_log_probs * label_log_probs.exp()
