@@ -35,10 +35,11 @@ __all__ = [
     "fused_kd_terms",
 ]
 
-#: Memory for one chunk's float32 `(chunk, vocab)` buffers when `chunk_size` is not given: about 440 tokens of a
-#: 151,936-token vocabulary with four buffers. Smaller chunks stream the `lm_head` weights more often and make the
-#: matmuls slower (on 2 CPU cores, 128-token chunks cost ~25% more than 512-token ones); larger ones gain little.
-DEFAULT_CHUNK_MEMORY_BYTES = 2**30
+#: Memory for one chunk's float32 `(chunk, vocab)` buffers when `chunk_size` is not given: about 330 tokens of a
+#: 151,936-token vocabulary with four buffers (1.35 GB with the weight gradient, a quarter of what full-logit forward
+#: KL needs at 1,024 tokens). Much smaller chunks stream the `lm_head` weights more often and slow the matmuls (on
+#: 2 CPU cores 128-token chunks cost ~25% more); between 220 and 512 tokens the time is flat.
+DEFAULT_CHUNK_MEMORY_BYTES = 768 * 2**20
 
 # CUDA matmuls can read half-precision operands and write float32 (no rounded logits, no float32 weight copy).
 _CUDA_FP32_OUT = Version(torch.__version__.split("+")[0]) >= Version("2.8.0")
