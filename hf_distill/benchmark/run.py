@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .cost import describe_hardware, measure_cost
@@ -241,7 +242,11 @@ def benchmark(
         model.name = (model_names or {}).get(model.role, model.name)
     with eval_mode([m.model for m in models]):
         scores = _token_scores(models, examples, settings.eval_batch_size)
-        reports = {m.role: _model_report(m, scores[m.role], examples, settings) for m in models}
+        # Generation and timing dominate the run: one progress step per model benchmarked.
+        reports = {
+            m.role: _model_report(m, scores[m.role], examples, settings)
+            for m in tqdm(models, desc="benchmark", unit="model")
+        }
         report = BenchmarkReport(
             student=reports["student"], teacher=reports.get("teacher"), baseline=reports.get("baseline"),
             dataset=dataset_info, settings=settings,

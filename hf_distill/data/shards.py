@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 import torch.distributed as dist
 from datasets import Dataset
+from tqdm.auto import tqdm
 
 __all__ = [
     "ProcessGroup",
@@ -274,11 +275,17 @@ def run_sharded(
     group = group or ProcessGroup.current()
     store = ShardStore(output_dir, num_rows=len(source), shard_size=shard_size, settings=settings)
     store.check_settings(group)
-    for shard in store.shards[group.rank :: group.world_size]:
-        rows = source.select(range(shard.start, shard.stop))
-        input_sha256 = rows_sha256(rows)
-        if not store.is_finished(shard, input_sha256):
-            store.write(shard, work(rows, shard), input_sha256=input_sha256)
+    my_shards = store.shards[group.rank :: group.world_size]
+    # One bar on the main process, counted in rows; resumed shards advance it at once.
+    with tqdm(
+        total=sum(shard.stop - shard.start for shard in my_shards), desc=kind, unit="row", disable=not group.is_main
+    ) as progress:
+        for shard in my_shards:
+            rows = source.select(range(shard.start, shard.stop))
+            input_sha256 = rows_sha256(rows)
+            if not store.is_finished(shard, input_sha256):
+                store.write(shard, work(rows, shard), input_sha256=input_sha256)
+            progress.update(shard.stop - shard.start)
     group.barrier()
     if group.is_main:
         dataset = store.assemble()
