@@ -4,9 +4,8 @@ projects. Losses that work from hidden states (never building full logits) need 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import functools
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -90,7 +89,9 @@ class OutputHead:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Full float32 logits `(..., vocab_size)` of `hidden` `(..., hidden)`: the dense path."""
-        return self.postprocess(self.module(hidden.to(self.weight.dtype) if self.weight.is_floating_point() else hidden))
+        if self.weight.is_floating_point():
+            hidden = hidden.to(self.weight.dtype)
+        return self.postprocess(self.module(hidden))
 
 
 def backbone_hidden_states(model: nn.Module, *args, **inputs) -> torch.Tensor:

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import torch
-from torch import nn
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 

@@ -38,6 +38,6 @@ def test_thousand_steps_without_memory_growth(tmp_path, model_factory, tokenizer
     trainer.train()
     after_warmup = [rss for step, rss in sampler.samples if step >= WARMUP_STEPS]
     growth = max(after_warmup) - after_warmup[0]
-    print(f"RSS after step {WARMUP_STEPS}: {after_warmup[0]:.1f} MiB; max growth to step {NUM_STEPS}: {growth:.1f} MiB")
+    print(f"RSS at step {WARMUP_STEPS}: {after_warmup[0]:.1f} MiB; max growth to step {NUM_STEPS}: {growth:.1f} MiB")
     assert trainer.state.global_step == NUM_STEPS
     assert growth < MAX_RSS_GROWTH_MB, sampler.samples

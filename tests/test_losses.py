@@ -21,7 +21,9 @@ def _kl(p, q):
 REFERENCES = {
     "forward_kl": lambda s, t, beta, skew: _kl(t, s),
     "reverse_kl": lambda s, t, beta, skew: _kl(s, t),
-    "jsd": lambda s, t, beta, skew: beta * _kl(t, (1 - beta) * s + beta * t) + (1 - beta) * _kl(s, (1 - beta) * s + beta * t),
+    "jsd": lambda s, t, beta, skew: (
+        beta * _kl(t, (1 - beta) * s + beta * t) + (1 - beta) * _kl(s, (1 - beta) * s + beta * t)
+    ),
     "skew_forward_kl": lambda s, t, beta, skew: _kl(t, skew * t + (1 - skew) * s),
     "skew_reverse_kl": lambda s, t, beta, skew: _kl(s, skew * s + (1 - skew) * t),
     "tvd": lambda s, t, beta, skew: 0.5 * (s - t).abs().sum(-1),

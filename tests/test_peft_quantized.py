@@ -43,7 +43,9 @@ def test_qlora_student_with_8bit_teacher(tmp_path, model_factory, tokenizer):
     teacher_path = model_factory.save(tmp_path / "teacher", "qwen2", hidden=64, seed=2)
     args = _args(
         tmp_path / "out", max_steps=2, learning_rate=1e-2,
-        model_init_kwargs={"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)},
+        model_init_kwargs={
+            "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+        },
         teacher_model_init_kwargs={"quantization_config": BitsAndBytesConfig(load_in_8bit=True)},
     )
     trainer = DistillationTrainer(

@@ -19,7 +19,8 @@ def _args(tmp_path, **kwargs):
     return DistillationConfig(**defaults)
 
 
-def _trainer(tmp_path, model_factory, tokenizer, *, dataset="prompt_completion", student="llama", teacher="qwen2", **kw):
+def _trainer(tmp_path, model_factory, tokenizer, *, dataset="prompt_completion", student="llama", teacher="qwen2",
+             **kw):
     data = tiny.DATASETS[dataset](16)
     return DistillationTrainer(
         model=model_factory(student, seed=1),
@@ -173,7 +174,7 @@ def test_student_from_path(tmp_path, model_factory, tokenizer):
 
 
 def test_missing_teacher_names_the_options(tmp_path, model_factory, tokenizer):
-    with pytest.raises(ValueError, match="No teacher: pass `teacher_model=`.*teacher_model_name_or_path.*cache-logits"):
+    with pytest.raises(ValueError, match="No teacher: pass `teacher_model=`.*teacher_model_name_or_path.*cache-logit"):
         DistillationTrainer(
             model=model_factory("llama"), args=_args(tmp_path), train_dataset=tiny.text_dataset(4),
             processing_class=tokenizer,

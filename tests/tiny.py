@@ -9,8 +9,8 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
-    GPT2Config,
     Gemma2Config,
+    GPT2Config,
     LlamaConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
@@ -109,7 +109,7 @@ def messages_dataset(n=32, seed=0) -> Dataset:
         {
             "messages": [
                 [{"role": "user", "content": p}, {"role": "assistant", "content": c.strip()}]
-                for p, c in zip(rows["prompt"], rows["completion"])
+                for p, c in zip(rows["prompt"], rows["completion"], strict=True)
             ]
         }
     )

@@ -42,11 +42,12 @@ def load_teacher_model(
             f"`teacher_model` must be a Hub id, a local path or a model, got {type(teacher).__name__}. "
             "Pass e.g. teacher_model='Qwen/Qwen2.5-7B-Instruct'."
         )
-    if hasattr(model, "peft_config") and any(getattr(c, "inference_mode", True) is False for c in model.peft_config.values()):
+    adapters = getattr(model, "peft_config", {})
+    if any(getattr(config, "inference_mode", True) is False for config in adapters.values()):
         raise ValueError(
             "The teacher is a PEFT model with trainable adapters. A teacher is never trained: merge its adapter "
-            "(`teacher = teacher.merge_and_unload()`) or load it with `PeftModel.from_pretrained(..., is_trainable=False)`; "
-            "`peft_config` applies to the student only."
+            "(`teacher = teacher.merge_and_unload()`) or load it with "
+            "`PeftModel.from_pretrained(..., is_trainable=False)`; `peft_config` applies to the student only."
         )
     model.eval()
     model.requires_grad_(False)
