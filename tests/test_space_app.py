@@ -298,22 +298,6 @@ def test_student_only_app(app, models):
     assert re.search(r"\| Total time \| \d+\.\d{3} s \|", stats)
 
 
-def test_space_command(models, tmp_path, capsys):
-    import argparse
-
-    from hf_distill.space.cli import add_space_parser
-
-    parser = argparse.ArgumentParser(prog="hf-distill")
-    add_space_parser(parser.add_subparsers())
-    args = parser.parse_args(["space", models[0], "--teacher", models[1], "--output-dir", str(tmp_path), "--private"])
-    assert args.private is True and args.hardware == "cpu-basic"
-    assert args.handler(args) == 0
-    assert SpaceCard.load(tmp_path / "README.md").data.title == "tiny-student vs tiny-teacher"
-    assert "python app.py" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        parser.parse_args(["space", models[0], "--output-dir", str(tmp_path), "--private", "--public"])
-
-
 def test_benchmark_report_json_beside_the_student(models, tmp_path):
     """A real `BenchmarkReport` saved as `benchmark.json` in the student's folder becomes the Space's table."""
     from hf_distill.benchmark import benchmark
