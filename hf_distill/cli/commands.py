@@ -290,7 +290,19 @@ def run_push(args: PushArguments) -> int:
 
 
 def run_space(args: SpaceArguments) -> int:
-    from ..space.cli import run_space as space
+    from ..space import create_space
 
     require(args, "student", "output_dir", command="space")
-    return space(args)  # same field names as its argparse namespace
+    result = create_space(
+        args.student, teacher=args.teacher, space_id=args.space_id, output_dir=args.output_dir,
+        hardware=args.hardware, private=args.private, push=args.push, token=args.token, title=args.title,
+        license=args.license, benchmark=args.benchmark, max_new_tokens=args.max_new_tokens,
+    )
+    print(f"Space folder: {result.folder} ({', '.join(result.files)})")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if result.pushed:
+        print(f"Space: {result.space_url} (commit {result.commit_oid})")
+    else:
+        print(f"Try it locally: cd {result.folder} && python app.py")
+    return 0
