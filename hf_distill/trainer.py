@@ -78,7 +78,8 @@ class DistillationTrainer(SFTTrainer):
         args = self._check_args(args, model)
         columns = _column_names(train_dataset)
         self.teacher: TeacherSource = resolve_teacher_source(
-            teacher_model, args, columns, teacher_processing_class=teacher_processing_class
+            teacher_model, args, columns,
+            teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
         )
         super().__init__(
             model,

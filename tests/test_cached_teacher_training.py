@@ -126,6 +126,10 @@ def test_cached_teacher_trains_like_the_online_teacher(teacher, cached, tokenize
     offline = DistillationTrainer(model=model_factory("llama", hidden=16, layers=1, seed=3), teacher_model=None,
                                   args=_args(tmp_path / "offline"), train_dataset=cached, processing_class=tokenizer)
     assert isinstance(offline.teacher, CachedTopKTeacher)
+    # The card names the model that wrote the cache, though no teacher is loaded.
+    from hf_distill.data.teacher import teacher_provenance
+
+    assert offline.teacher.teacher_provenance == teacher_provenance(teacher, teacher)
     assert offline.train_dataset["labels"] == online.train_dataset["labels"]
     # The encoding's KL error is at most k / (6 * 384**2) per position: 4.3e-4 nats at k = 384.
     assert _first_kd_loss(offline) == pytest.approx(_first_kd_loss(online), abs=5e-4)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..data.format import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, expand_blob, is_cached_dataset
+from ..data.format import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
+from ..data.teacher import TeacherProvenance
 from ..losses.sparse import SparseTeacherError
 from .base import TeacherTopK
 
@@ -44,11 +45,21 @@ class CachedTopKTeacher:
     #: decoded per-token columns and their padding values (a padded position reads as "no targets").
     collator_columns: dict[str, float | int] = {IDS_COLUMN: 0, LOG_PROBS_COLUMN: float("-inf"), TAIL_COLUMN: 0.0}
 
+    def __init__(self, teacher_provenance: TeacherProvenance | None = None):
+        #: the model that wrote the cache (read from the dataset's info), for the student's provenance and card.
+        self.teacher_provenance = teacher_provenance
+
     @classmethod
     def from_trainer_inputs(cls, teacher_model, args, dataset_columns, **kwargs) -> CachedTopKTeacher | None:
         """`TEACHER_SOURCES` factory: applies when the training data carries the cached columns (a teacher given
         explicitly comes first in the registry and wins)."""
-        return cls() if is_cached_dataset(dataset_columns) else None
+        if not is_cached_dataset(dataset_columns):
+            return None
+        info = getattr(kwargs.get("train_dataset"), "info", None)
+        cache = CacheInfo.from_json(info.description or "") if info is not None else None
+        if cache is None:
+            return cls()
+        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved"))
 
     def setup(self, trainer: DistillationTrainer) -> None:
         if trainer.args.temperature != 1.0:
