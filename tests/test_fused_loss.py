@@ -211,9 +211,11 @@ def test_no_grad_computes_only_the_value(monkeypatch):
 
 
 def test_chunk_size_follows_the_memory_budget():
-    assert choose_chunk_size(1024, 151_936, num_buffers=4, memory_bytes=4 * 151_936 * 4 * 100) == 100
+    assert choose_chunk_size(1000, 151_936, num_buffers=4, memory_bytes=4 * 151_936 * 4 * 100) == 100
+    assert choose_chunk_size(1024, 151_936, num_buffers=3, memory_bytes=3 * 151_936 * 4 * 441) == 342  # 3 even chunks
     assert choose_chunk_size(10, 151_936, memory_bytes=2**40) == 10
     assert choose_chunk_size(1024, 10**9, memory_bytes=1) == 1
+    assert choose_chunk_size(0, 151_936) == 1
 
 
 # -- fused_kd_terms: the trainer's entry point ---------------------------------------------------------------------

@@ -35,10 +35,11 @@ __all__ = [
     "fused_kd_terms",
 ]
 
-#: Memory for one chunk's float32 `(chunk, vocab)` buffers when `chunk_size` is not given: about 330 tokens of a
-#: 151,936-token vocabulary with four buffers (1.35 GB with the weight gradient, a quarter of what full-logit forward
-#: KL needs at 1,024 tokens). Much smaller chunks stream the `lm_head` weights more often and slow the matmuls (on
-#: 2 CPU cores 128-token chunks cost ~25% more); between 220 and 512 tokens the time is flat.
+#: Memory for one chunk's float32 `(chunk, vocab)` buffers when `chunk_size` is not given. At a 151,936-token
+#: vocabulary that is up to 441 tokens for forward KL (three buffers), 662 for reverse KL (two), 264 for JSD (five);
+#: 1,024 tokens of forward KL then need 1.2 GB with the weight gradient, a quarter of the full-logit loss. Much
+#: smaller chunks stream the `lm_head` weights more often and slow the matmuls (on 2 CPU cores 128-token chunks cost
+#: ~25% more than 512-token ones).
 DEFAULT_CHUNK_MEMORY_BYTES = 768 * 2**20
 
 # CUDA matmuls can read half-precision operands and write float32 (no rounded logits, no float32 weight copy).
@@ -156,67 +157,67 @@ class _Workspace:
         return self._buffers[name][:n]
 
 
-def _softmax_(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Write softmax(logits) `(n, vocab)` into `probs` and return logsumexp(logits) `(n,)`.
-
-    One fused row-wise kernel (each row is read from memory once) instead of max / exp / sum / divide passes; the
-    log-normaliser then follows from the largest probability, exp(max - lse) = max(probs), exactly to rounding.
-    """
-    torch.ops.aten._softmax.out(logits, -1, False, out=probs)
-    return logits.amax(-1) - probs.amax(-1).log()
+def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """log_softmax over the last axis, in place: one fused row-wise kernel (each row read from memory once) instead of
+    max / exp / sum / subtract passes over the whole chunk."""
+    return torch.ops.aten._log_softmax.out(logits, -1, False, out=logits)
 
 
 # -- divergences with their gradient --------------------------------------------------------------------------------
-# Each takes the chunk's student and teacher log-probabilities `s`, `t` at the temperature and their probabilities
-# `ps`, `pt`, all (n, vocab). It returns the per-token divergence `(n,)` and a factor `c`, and leaves
-# `c * d divergence / d z` in `s`, z being the student logits at the temperature. `t` may be overwritten; `ps` and `pt`
-# are left intact. Sums run over log-probabilities, not raw logits: raw logits carry each row's log-normaliser (often
-# 10-40), and a float32 sum of 150k such terms would lose the divergence (~0.1) to cancellation. They use torch's
-# cascade `sum` over an in-place product rather than a BLAS dot product, whose float32 accumulation over 150k terms
-# drifts by ~1e-4 relative.
+# Each takes the chunk's student and teacher log-probabilities `s`, `t` (n, vocab) at the temperature and may overwrite
+# both. It returns the per-token divergence `(n,)`, a factor `c`, the buffer holding `c * d divergence / d z` (z: the
+# student logits at the temperature) and the buffer holding the student's probabilities p_s (the cross-entropy
+# gradient reuses them). Each materialises only the probabilities it needs, in as few chunk buffers as it can.
+# Sums run over log-probabilities, not raw logits (those carry each row's log-normaliser, often 10-40, and a float32
+# sum of 150k such terms loses the divergence to cancellation), with torch's cascade `sum` over an in-place product
+# rather than a BLAS dot product, whose float32 accumulation over 150k terms drifts by ~1e-4 relative.
 
 
-def _forward_kl_(s, ps, t, pt, spec, workspace):
-    """KL(p_t || p_s) = sum p_t (log p_t - log p_s); its logit gradient is p_s - p_t."""
+def _forward_kl_(s, t, spec, workspace):
+    """KL(p_t || p_s) = sum p_t (log p_t - log p_s); its logit gradient is p_s - p_t. Three buffers."""
+    pt = torch.exp(t, out=workspace("teacher_probs", s.shape[0]))
     per_token = t.sub_(s).mul_(pt).sum(-1)
-    torch.sub(ps, pt, out=s)
-    return per_token, 1.0
+    ps = torch.exp(s, out=t)
+    return per_token, 1.0, torch.sub(ps, pt, out=s), ps
 
 
-def _reverse_kl_(s, ps, t, pt, spec, workspace):
-    """KL(p_s || p_t); its logit gradient is p_s (log p_s - log p_t - KL)."""
-    per_token = s.sub_(t).mul_(ps).sum(-1)
-    s.addcmul_(ps, per_token.unsqueeze(1), value=-1.0)
-    return per_token, 1.0
+def _reverse_kl_(s, t, spec, workspace):
+    """KL(p_s || p_t); its logit gradient is p_s (log p_s - log p_t - KL). Two buffers."""
+    grad = torch.sub(s, t, out=t)
+    ps = s.exp_()
+    per_token = grad.mul_(ps).sum(-1)
+    grad.addcmul_(ps, per_token.unsqueeze(1), value=-1.0)
+    return per_token, 1.0, grad, ps
 
 
-def _jsd_(s, ps, t, pt, spec, workspace):
+def _jsd_(s, t, spec, workspace):
     """Generalized JSD with m = (1 - beta) p_s + beta p_t: beta KL(p_t || m) + (1 - beta) KL(p_s || m). Its logit
     gradient is (1 - beta) p_s (log p_s - log m - KL(p_s || m)); beta 0 and 1 are forward and reverse KL, as in TRL."""
     beta = spec.beta
     if beta == 0.0:
-        return _forward_kl_(s, ps, t, pt, spec, workspace)
+        return _forward_kl_(s, t, spec, workspace)
     if beta == 1.0:
-        return _reverse_kl_(s, ps, t, pt, spec, workspace)
-    log_mix = workspace("mixture", s.shape[0])
-    torch.mul(ps, 1.0 - beta, out=log_mix)
+        return _reverse_kl_(s, t, spec, workspace)
+    n = s.shape[0]
+    ps, pt = torch.exp(s, out=workspace("student_probs", n)), torch.exp(t, out=workspace("teacher_probs", n))
+    log_mix = torch.mul(ps, 1.0 - beta, out=workspace("mixture", n))
     # Where both probabilities underflow the mixture is 0; flooring it keeps 0 * log(.) finite.
     log_mix.add_(pt, alpha=beta).clamp_(min=_TINY).log_()
     kl_teacher = t.sub_(log_mix).mul_(pt).sum(-1)
     kl_student = s.sub_(log_mix).mul_(ps).sum(-1)
     s.addcmul_(ps, kl_student.unsqueeze(1), value=-1.0)
-    return beta * kl_teacher + (1.0 - beta) * kl_student, 1.0 - beta
+    return beta * kl_teacher + (1.0 - beta) * kl_student, 1.0 - beta, s, ps
 
 
-def _autograd_divergence_(s, ps, t, pt, spec, workspace):
+def _autograd_divergence_(s, t, spec, workspace):
     """Any divergence of the table: its value from [`DIVERGENCES`], its logit gradient by autograd on the chunk."""
     fn = DIVERGENCES[spec.divergence]
     with torch.enable_grad():
-        logits = s.detach().requires_grad_()
+        logits = s.detach().requires_grad_()  # log-probabilities are logits too
         per_token = fn(torch.log_softmax(logits, dim=-1), t, beta=spec.beta, skew=spec.skew)
         (grad,) = torch.autograd.grad(per_token.sum(), logits)
-    s.copy_(grad)
-    return per_token.detach(), 1.0
+    ps = torch.exp(s, out=t)
+    return per_token.detach(), 1.0, s.copy_(grad), ps
 
 
 _CLOSED_FORM = {"forward_kl": _forward_kl_, "reverse_kl": _reverse_kl_, "jsd": _jsd_}
@@ -224,9 +225,12 @@ _CLOSED_FORM = {"forward_kl": _forward_kl_, "reverse_kl": _reverse_kl_, "jsd": _
 
 def choose_chunk_size(num_tokens: int, vocab_size: int, *, num_buffers: int = 4,
                       memory_bytes: int = DEFAULT_CHUNK_MEMORY_BYTES) -> int:
-    """Tokens per chunk so that `num_buffers` float32 `(chunk, vocab_size)` buffers fit in `memory_bytes`."""
-    per_token = num_buffers * vocab_size * 4
-    return max(1, min(num_tokens, memory_bytes // per_token))
+    """Tokens per chunk so that `num_buffers` float32 `(chunk, vocab_size)` buffers fit in `memory_bytes`, evened out
+    over the chunks (1,024 tokens with room for 441 run as 3 x 342, not 441 + 441 + 142: a thin last chunk makes
+    slow matmuls)."""
+    most = max(1, memory_bytes // (num_buffers * vocab_size * 4))
+    num_chunks = max(1, -(-num_tokens // most))
+    return max(1, -(-num_tokens // num_chunks))
 
 
 # -- the autograd function --------------------------------------------------------------------------------------------
@@ -256,8 +260,10 @@ class _Spec:
         return self.student_head.vocab_size
 
     def num_buffers(self, need_grad: bool) -> int:
-        count = 4 + (self.divergence == "jsd") + (need_grad and self.student_head.softcap is not None)
-        count += self.ce_type is not None and self.temperature != 1.0
+        """Chunk-sized float32 buffers one chunk uses (see the divergence functions)."""
+        count = {"forward_kl": 3, "reverse_kl": 2, "jsd": 5 if 0.0 < self.beta < 1.0 else 3}.get(self.divergence, 2)
+        count += need_grad and self.student_head.softcap is not None  # tanh of the soft-cap
+        count += self.ce_type is not None and self.temperature != 1.0  # softmax at temperature 1
         # autograd keeps about eight chunk-sized temporaries alive
         return count + (0 if self.divergence in _CLOSED_FORM else 8)
 
@@ -331,7 +337,6 @@ def _chunk_step(hidden, teacher_hidden, labels, row_weights, rows, student, teac
     Returns `[kd_sum, ce_sum, num_teacher_agree, num_label_correct]` of the chunk."""
     n = hidden.shape[0]
     s, t = workspace("student", n), workspace("teacher", n)
-    ps, pt = workspace("student_probs", n), workspace("teacher_probs", n)
     tanh = workspace("tanh", n) if grads.needed and student.softcap is not None else None
     student.project_(hidden, s, tanh_out=tanh)
     teacher.project_(teacher_hidden, t)
@@ -339,26 +344,28 @@ def _chunk_step(hidden, teacher_hidden, labels, row_weights, rows, student, teac
     if spec.compute_metrics:
         top = s.argmax(-1)
         totals[2], totals[3] = (top == t.argmax(-1)).sum(), (top == labels).sum()
-    ce_grad = grads.needed and spec.ce_type is not None and spec.ce_weight != 0.0
     label_log_probs = probs = None
-    if spec.ce_type is not None and spec.temperature != 1.0:
-        probs = workspace("ce_probs", n) if ce_grad else ps  # ps is free until the softmax at the temperature
-        label_log_probs = s.gather(1, labels.unsqueeze(1)).squeeze(1) - _softmax_(s, probs)
+    if spec.ce_type is not None and spec.temperature != 1.0:  # cross-entropy is at temperature 1
+        probs = _log_softmax_(workspace("ce_probs", n).copy_(s))
+        label_log_probs = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+        probs.exp_()
     if spec.temperature != 1.0:
         s.mul_(1.0 / spec.temperature)
         t.mul_(1.0 / spec.temperature)
-    s.sub_(_softmax_(s, ps).unsqueeze(1))  # now log-probabilities
-    t.sub_(_softmax_(t, pt).unsqueeze(1))
+    _log_softmax_(s)
+    _log_softmax_(t)
     if spec.ce_type is not None and spec.temperature == 1.0:
-        label_log_probs, probs = s.gather(1, labels.unsqueeze(1)).squeeze(1), ps
+        label_log_probs = s.gather(1, labels.unsqueeze(1)).squeeze(1)
     divergence = _CLOSED_FORM.get(spec.divergence, _autograd_divergence_)
-    per_token, factor = divergence(s, ps, t, pt, spec, workspace)
+    per_token, factor, grad, student_probs = divergence(s, t, spec, workspace)
+    probs = student_probs if probs is None else probs
     totals[0] = per_token.sum() if row_weights is None else per_token @ row_weights
     if label_log_probs is not None:
         ce = -label_log_probs if spec.ce_type == "nll" else -label_log_probs * label_log_probs.exp()
         totals[1] = ce.sum() if row_weights is None else ce @ row_weights
     if grads.needed:
-        grad, alpha = _student_logit_grad(s, factor, probs, labels, label_log_probs, tanh, spec, ce_grad)
+        ce_grad = spec.ce_type is not None and spec.ce_weight != 0.0
+        grad, alpha = _student_logit_grad(grad, factor, probs, labels, label_log_probs, tanh, spec, ce_grad)
         _backprop_chunk(grad, alpha, hidden, row_weights, student, grads, rows)
     return totals
 
