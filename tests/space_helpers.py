@@ -1,10 +1,14 @@
-"""Shared by the Space tests: tiny student/teacher folders with a student card, free ports, loading app.py."""
+"""Shared by the Space tests and benchmarks/space_load.py: tiny student/teacher folders with a student card, free
+ports, loading and serving app.py."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STUDENT_CARD = """---
@@ -62,3 +66,24 @@ def import_app(folder: Path, name: str = "generated_space_app"):
         sys.modules.pop(name, None)
         raise
     return module
+
+
+@contextmanager
+def serve_app(app, settings) -> Iterator[tuple[object, str]]:
+    """Builds the app and serves it on a free loopback port with the queue `build_demo` set up (never re-queued:
+    `demo.queue()` would reset it); yields `(demo, url)` and always closes the server."""
+    previous = os.environ.get("GRADIO_ANALYTICS_ENABLED")
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        demo = app.build_demo(settings)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield demo, f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+    finally:
+        if previous is None:
+            os.environ.pop("GRADIO_ANALYTICS_ENABLED", None)
+        else:
+            os.environ["GRADIO_ANALYTICS_ENABLED"] = previous

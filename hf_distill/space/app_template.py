@@ -48,6 +48,11 @@ ENV_DTYPE = "HF_DISTILL_DTYPE"
 CPU_MAX_NEW_TOKENS = 64
 GPU_MAX_NEW_TOKENS = 256
 MAX_NEW_TOKENS_LIMIT = 1024
+# Queue: one generation at a time (see `build_demo`), and room for a burst of visitors. Gradio's default `max_size`
+# is unlimited, except on ZeroGPU Spaces where `demo.queue()` turns it into 1, so a burst there would answer
+# "queue is full" to all but two visitors. A bound still caps how long the last visitor in line waits.
+GENERATE_CONCURRENCY_LIMIT = 1
+QUEUE_MAX_SIZE = 100
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _BENCHMARK_HEADING = re.compile(r"benchmark|evaluation|results", re.IGNORECASE)
 _RELATIVE_IMAGE = re.compile(r"!\[[^\]]*\]\((?!https?://)[^)]*\)$")
@@ -380,7 +385,7 @@ def _intro(settings: AppSettings, models: dict[str, LoadedModel]) -> str:
 
 
 def build_demo(settings: AppSettings | None = None):
-    """Loads the models and builds the Gradio page; returns the `gr.Blocks` (not launched).
+    """Loads the models and builds the Gradio page; returns the `gr.Blocks`, its queue set up, not launched.
 
     Args:
         settings (`AppSettings`, *optional*): What to load; defaults to `AppSettings.load()`.
@@ -428,12 +433,21 @@ def build_demo(settings: AppSettings | None = None):
                     shown = [(texts[r], format_measurements(values[r])) for r in models]
                     yield (*[item for pair in shown for item in pair], dict(values))
 
-        # One request at a time: concurrent requests would share the cores and distort each other's timings.
-        event = dict(fn=compare, inputs=[prompt, max_new_tokens], outputs=[*outputs, raw], concurrency_limit=1)
+        # One generation at a time: concurrent requests would share the cores and distort each other's timings.
+        # The button and Enter in the prompt share one concurrency group; with a limit per event, a click and a
+        # submit could still run two generations at once.
+        event = dict(
+            fn=compare,
+            inputs=[prompt, max_new_tokens],
+            outputs=[*outputs, raw],
+            concurrency_limit=GENERATE_CONCURRENCY_LIMIT,
+            concurrency_id="generate",
+        )
         button.click(api_name="compare", **event)
         prompt.submit(api_visibility="private", **event)
-    return demo
+    # Configured here so that every launch gets it; calling `demo.queue()` again would reset `max_size`.
+    return demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=GENERATE_CONCURRENCY_LIMIT)
 
 
 if __name__ == "__main__":
-    build_demo(AppSettings.load()).queue().launch()
+    build_demo(AppSettings.load()).launch()
