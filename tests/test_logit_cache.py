@@ -3,6 +3,7 @@ after an interruption, parquet round trip, and clear errors raised before the te
 
 import json
 import os
+import shutil
 
 import datasets
 import numpy as np
@@ -13,6 +14,7 @@ from trl import SFTConfig, SFTTrainer
 
 from hf_distill.data import (
     CacheSettingsError,
+    CorruptShardError,
     ResumeError,
     cache_teacher_logits,
     chat_template_hash,
@@ -125,20 +127,37 @@ def test_interrupted_run_resumes_and_equals_an_uninterrupted_one(teacher, tokeni
     counter.remove()
 
 
-def test_corrupt_shard_is_recomputed(teacher, tokenizer, tmp_path):
+def test_corrupt_shard_is_named_and_recomputed_once_deleted(teacher, tokenizer, tmp_path):
     dataset = tiny.text_dataset(6)
     kwargs = dict(tokenizer=tokenizer, top_k=4, batch_size=3, shard_size=3)
     counter = _CountForwards(teacher, fail_at=2)
     with pytest.raises(KeyboardInterrupt):
         cache_teacher_logits(teacher, dataset, output_dir=tmp_path / "run", **kwargs)
     counter.remove()
-    arrow = next((tmp_path / "run" / "shards" / "shard-00000").glob("*.arrow"))
+    shard = tmp_path / "run" / "shards" / "shard-00000"
+    arrow = next(shard.glob("*.arrow"))
     arrow.write_bytes(arrow.read_bytes()[:-10] + b"0123456789")  # bit rot in a finished shard
     counter = _CountForwards(teacher)
+    with pytest.raises(CorruptShardError, match=rf"Shard 0 \(rows 0-2\) at {shard} is corrupt: {arrow.name} does not "
+                       r"match its sha256 recorded at write time.*Delete"):
+        cache_teacher_logits(teacher, dataset, output_dir=tmp_path / "run", **kwargs)
+    assert counter.calls == 0  # detected before any teacher work
+
+    shutil.rmtree(shard)
+    (shard.parent / "shard-00000.json").unlink()
     result = cache_teacher_logits(teacher, dataset, output_dir=tmp_path / "run", **kwargs)
     counter.remove()
-    assert counter.calls == 2 and len(result) == 6
+    assert counter.calls == 2 and len(result) == 6  # only the deleted shard is recomputed
     assert result.to_dict() == cache_teacher_logits(teacher, dataset, output_dir=tmp_path / "ref", **kwargs).to_dict()
+
+
+def test_corrupt_finished_dataset_is_named(teacher, tokenizer, tmp_path):
+    kwargs = dict(tokenizer=tokenizer, top_k=4, output_dir=tmp_path)
+    cache_teacher_logits(teacher, tiny.text_dataset(3), **kwargs)
+    arrow = next(tmp_path.glob("data-*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-4] + b"\x00\x01\x02\x03")
+    with pytest.raises(CorruptShardError, match=rf"teacher-logits dataset in {tmp_path} is corrupt: {arrow.name}"):
+        cache_teacher_logits(teacher, tiny.text_dataset(3), **kwargs)
 
 
 def test_resume_with_other_settings_is_refused(teacher, tokenizer, tmp_path):

@@ -13,7 +13,7 @@ from .codec import CODEC_NAME, CodecError, TopKCodec, decode_topk, encode_topk
 from .format import CACHED_COLUMNS, CachedDatasetError, CacheInfo, chat_template_hash, tokenizer_hash
 from .generation import GenerationSettingsError, generate_completions
 from .logit_cache import CacheSettingsError, cache_teacher_logits, topk_log_probs
-from .shards import ProcessGroup, ResumeError, ShardStore, run_sharded
+from .shards import CorruptShardError, ProcessGroup, ResumeError, ShardStore, run_sharded
 from .tokenization import DatasetFormatError, tokenize_like_sft
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "CacheSettingsError",
     "CachedDatasetError",
     "CodecError",
+    "CorruptShardError",
     "DatasetFormatError",
     "GenerationSettingsError",
     "ProcessGroup",

@@ -5,8 +5,11 @@ The input rows are cut into fixed shards of `shard_size` rows. Rank r of W proce
 writes shards r, r + W, r + 2W, ... Each shard is saved with `Dataset.save_to_disk` into a temporary folder and moved
 into place with one atomic rename; then a sidecar JSON records its row count, a sha256 of the input rows it was made
 from and a sha256 of every file. A shard counts as finished only when its sidecar exists and every checksum verifies,
-so a run killed at any instant resumes where it stopped and never reads a half-written shard. When every shard is
-finished, rank 0 concatenates them in order, so the result does not depend on how many processes wrote them.
+so a run killed at any instant resumes where it stopped and never reads a half-written shard. A shard whose sidecar
+exists but whose files no longer match it was damaged after it was written (disk error, an edit, a partial copy):
+that raises [`CorruptShardError`] naming the shard rather than being silently recomputed or read. When every shard
+is finished, rank 0 concatenates them in order, so the result does not depend on how many processes wrote them.
+The finished dataset's files are checksummed in the run manifest too, and verified when a later run reuses it.
 
 Layout of `output_dir` while a run is in progress:
 
@@ -34,6 +37,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 __all__ = [
+    "CorruptShardError",
     "ProcessGroup",
     "ResumeError",
     "RunManifest",
@@ -47,6 +51,10 @@ __all__ = [
 
 class ResumeError(ValueError):
     """`output_dir` holds a run made with other settings or other input rows."""
+
+
+class CorruptShardError(ResumeError):
+    """A finished shard (or the finished dataset) no longer matches the checksums recorded when it was written."""
 
 
 @dataclass(frozen=True)
@@ -167,16 +175,19 @@ class ShardStore:
             atomic_write_text(path, json.dumps(self.settings, sort_keys=True, indent=2))
 
     def is_finished(self, shard: Shard, input_sha256: str | None = None) -> bool:
+        """Whether `shard` was written completely (its sidecar exists). Raises [`ResumeError`] when it was made from
+        other input rows and [`CorruptShardError`] when its files no longer match their recorded checksums."""
         sidecar = self._sidecar(shard)
         if not sidecar.exists():
-            return False
+            return False  # never written, or killed before the sidecar: (re)write it
         record = json.loads(sidecar.read_text())
         if input_sha256 is not None and record["input_sha256"] != input_sha256:
             raise ResumeError(
                 f"Shard {shard.index} (rows {shard.start}-{shard.stop - 1}) in {self.root} was made from other input "
                 f"rows. Use another `output_dir`, or delete {self.root} to start over."
             )
-        return self._verify(shard, record)
+        self._verify(shard, record)
+        return True
 
     def write(self, shard: Shard, dataset: Dataset, *, input_sha256: str) -> None:
         """Save `dataset` as `shard` atomically, then its checksummed sidecar."""
@@ -195,9 +206,8 @@ class ShardStore:
         """All shards, verified and concatenated in row order (memory-mapped, nothing copied)."""
         parts = []
         for shard in self.shards:
-            sidecar = self._sidecar(shard)
-            if not sidecar.exists() or not self._verify(shard, json.loads(sidecar.read_text())):
-                raise ResumeError(f"Shard {shard.index} in {self.root} is missing or corrupt; re-run to rewrite it.")
+            if not self.is_finished(shard):
+                raise ResumeError(f"Shard {shard.index} in {self.root} is missing; re-run to write it.")
             parts.append(datasets.load_from_disk(str(self.root / shard.name)))
         return datasets.concatenate_datasets(parts) if parts else None
 
@@ -207,14 +217,28 @@ class ShardStore:
     def _sidecar(self, shard: Shard) -> Path:
         return self.root / f"{shard.name}.json"
 
-    def _verify(self, shard: Shard, record: dict) -> bool:
+    def _verify(self, shard: Shard, record: dict) -> None:
         folder = self.root / shard.name
-        if not folder.is_dir():
-            return False
-        present = {path.name for path in folder.iterdir()}
-        if present != set(record["files"]):
-            return False
-        return all(_file_sha256(folder / name) == sha for name, sha in record["files"].items())
+        damage = _checksum_mismatch(folder, record["files"])
+        if damage:
+            raise CorruptShardError(
+                f"Shard {shard.index} (rows {shard.start}-{shard.stop - 1}) at {folder} is corrupt: {damage}. It was "
+                f"damaged after it was written. Delete {folder} and {self._sidecar(shard)} and re-run to recompute "
+                "just that shard."
+            )
+
+
+def _checksum_mismatch(folder: Path, files: dict[str, str]) -> str | None:
+    """What differs between `folder` and the `{file name: sha256}` recorded for it, or None when nothing does."""
+    if not folder.is_dir():
+        return "its folder is missing"
+    present = {path.name for path in folder.iterdir()}
+    if missing := sorted(set(files) - present):
+        return f"{', '.join(missing)} missing"
+    for name, sha in files.items():
+        if _file_sha256(folder / name) != sha:
+            return f"{name} does not match its sha256 recorded at write time"
+    return None
 
 
 @dataclass(frozen=True)
@@ -240,13 +264,24 @@ class RunManifest:
                 f"{output_dir} already holds a finished {recorded.get('kind')} dataset made with other settings. "
                 "Use another `output_dir`, or delete it to start over."
             )
+        damage = _checksum_mismatch(Path(output_dir), recorded.get("files", {}))
+        if damage:
+            raise CorruptShardError(
+                f"The finished {self.kind} dataset in {output_dir} is corrupt: {damage}. Delete {output_dir} and "
+                "re-run to rebuild it."
+            )
         return datasets.load_from_disk(str(output_dir))
 
     def save(self, dataset: Dataset, output_dir: str | os.PathLike, *, store: ShardStore) -> Dataset:
-        """Save the assembled dataset into `output_dir`, then the manifest, then drop the shards."""
+        """Save the assembled dataset into `output_dir`, then the manifest (with the sha256 of every file the save
+        wrote), then drop the shards."""
         dataset.save_to_disk(str(output_dir))
-        record = {"kind": self.kind, "settings": self.settings}
-        atomic_write_text(Path(output_dir) / self.file_name, json.dumps(record, sort_keys=True, default=str, indent=2))
+        folder = Path(output_dir)
+        written = json.loads((folder / "state.json").read_text())
+        names = [entry["filename"] for entry in written["_data_files"]] + ["state.json", "dataset_info.json"]
+        files = {name: _file_sha256(folder / name) for name in names}
+        record = {"kind": self.kind, "settings": self.settings, "files": files}
+        atomic_write_text(folder / self.file_name, json.dumps(record, sort_keys=True, default=str, indent=2))
         store.remove()
         return datasets.load_from_disk(str(output_dir))
 
