@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from .collator import DistillationCollator
 from .config import DistillationConfig
 from .heads import OutputHead, add_hidden_states_forward
 from .losses.terms import KDTerms, LossSettings
+from .safe_loading import check_safetensors_weights, safe_init_kwargs
 from .teachers import TeacherSource, resolve_teacher_source
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,19 @@ class DistillationTrainer(SFTTrainer):
         peft_config=None,
         **kwargs: Any,
     ):
+        from .preflight import check_before_loading  # imports hf_distill.data, which needs .teachers first
+
         args = self._check_args(args, model)
+        if isinstance(model, (str, os.PathLike)):  # TRL loads it with `args.model_init_kwargs`: safetensors only
+            check_safetensors_weights(model, args.model_init_kwargs, argument="model")
+            args.model_init_kwargs = safe_init_kwargs(args.model_init_kwargs, trust_remote_code=args.trust_remote_code)
+        #: rows with an empty completion, per dataset name (counted before any model is loaded).
+        self.empty_completions = check_before_loading(
+            model, teacher_model, args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            peft_config=peft_config, formatting_func=kwargs.get("formatting_func"),
+        )
+        #: what truncation to `max_length` cut, per dataset name ([`~hf_distill.data.truncation.TruncationReport`]).
+        self.truncation_reports = {}
         columns = _column_names(train_dataset)
         self.teacher: TeacherSource = resolve_teacher_source(
             teacher_model, args, columns,
@@ -96,6 +110,8 @@ class DistillationTrainer(SFTTrainer):
         self.student_head = OutputHead.from_model(self.model)
         self.loss_settings = LossSettings.from_config(self.args)
         self.teacher.setup(self)
+        # The datasets as given: the provenance's privacy scan reads their text, which tokenizing or packing may drop.
+        self._source_datasets = (train_dataset, eval_dataset)
 
     # -- set-up -----------------------------------------------------------------------------------------------------
 
@@ -132,6 +148,11 @@ class DistillationTrainer(SFTTrainer):
     @property
     def tokenizer(self):
         return self._tokenizer
+
+    @property
+    def truncation_report(self):
+        """What truncation to `max_length` cut from the train dataset (`None` when packing, streaming or unlimited)."""
+        return self.truncation_reports.get("train")
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """`Trainer.train`, except that `resume_from_checkpoint=True` skips checkpoints whose save was cut off."""
@@ -205,9 +226,13 @@ class DistillationTrainer(SFTTrainer):
         """SFTTrainer's dataset preparation, with cached-teacher datasets (`hf_distill.data.cache_teacher_logits`)
         made ready for it first, and their `teacher_topk` blobs decoded on the fly when the cache is the teacher."""
         from .data.format import is_cached_dataset
+        from .data.truncation import prepare_with_truncation_report
 
         if not is_cached_dataset(_column_names(dataset)):
-            return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+            dataset, self.truncation_reports[dataset_name] = prepare_with_truncation_report(
+                super()._prepare_dataset, dataset, processing_class, args, packing, formatting_func, dataset_name
+            )
+            return dataset
         dataset = self._prepare_cached_rows(dataset, args, packing, formatting_func, dataset_name)
         dataset = super()._prepare_dataset(dataset, processing_class, args, False, None, dataset_name)
         decode = getattr(self.teacher, "decode_batch", None)  # a live teacher given beside a cache ignores it
@@ -219,6 +244,7 @@ class DistillationTrainer(SFTTrainer):
         and truncate `input_ids`, labels and the cached targets together to `max_length`."""
         from datasets import Dataset
 
+        from .data.checks import check_cached_targets
         from .data.format import CachedDatasetError, check_tokenizer_hash, prepare_cached_rows
 
         problems = []
@@ -239,6 +265,7 @@ class DistillationTrainer(SFTTrainer):
             raise CachedDatasetError(f"The {dataset_name} dataset carries cached teacher logits, but " + "; ".join(
                 problems) + ".")
         check_tokenizer_hash(dataset, self._tokenizer, dataset_name=dataset_name)
+        check_cached_targets(dataset, dataset_name=dataset_name)
         return dataset.map(
             prepare_cached_rows,
             batched=True,

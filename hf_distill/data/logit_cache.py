@@ -17,6 +17,7 @@ from datasets import Dataset
 from torch import nn
 
 from ..heads import OutputHead, backbone_hidden_states
+from ..nonfinite import check_teacher_finite
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -191,6 +192,8 @@ class _Scorer:
         hidden = backbone_hidden_states(
             self.model, input_ids=batch.to(self.device), attention_mask=attention.to(self.device)
         )[covered.to(self.device)]
+        check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states (while caching its logits)",
+                             fix_flag="`model_kwargs={'dtype': 'bfloat16'}`, --teacher_model_init_kwargs")
         token_ids, log_probs, tails = self._topk(hidden)
         blobs, start = [], 0
         for row, ids in enumerate(input_ids):

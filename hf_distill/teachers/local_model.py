@@ -11,6 +11,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..heads import OutputHead, backbone_hidden_states, unwrap_model
+from ..nonfinite import check_teacher_finite
+from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from .base import TeacherHidden
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ __all__ = ["LocalModelTeacher", "align_vocabularies", "load_teacher_model"]
 
 # Inputs of the student's batch that the teacher's forward takes too (labels and cached columns are not).
 _TEACHER_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids")
+_TEACHER_DTYPE_FIX = (
+    "`teacher_model_init_kwargs={'dtype': 'bfloat16'}`, --teacher_model_init_kwargs '{\"dtype\": \"bfloat16\"}'"
+)
 
 
 def load_teacher_model(
@@ -30,8 +35,8 @@ def load_teacher_model(
     """Load a teacher from a Hub id or local path (with `init_kwargs`, e.g. a `quantization_config`), or check an
     instantiated one. Returns the model frozen and in eval mode."""
     if isinstance(teacher, (str, os.PathLike)):
-        kwargs = {"dtype": "auto", **(init_kwargs or {})}
-        kwargs.setdefault("trust_remote_code", trust_remote_code)
+        check_safetensors_weights(teacher, init_kwargs, argument="teacher_model")
+        kwargs = safe_init_kwargs({"dtype": "auto", **(init_kwargs or {})}, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(str(teacher), **kwargs)
     elif isinstance(teacher, nn.Module):
         if init_kwargs:
@@ -49,9 +54,23 @@ def load_teacher_model(
             "(`teacher = teacher.merge_and_unload()`) or load it with "
             "`PeftModel.from_pretrained(..., is_trainable=False)`; `peft_config` applies to the student only."
         )
+    _warn_if_trainable(model)
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _warn_if_trainable(model: nn.Module) -> None:
+    """A teacher is always frozen; say so when it looks like a model in training (train mode and trainable
+    parameters: fresh from a training loop or `from_config`), since freezing changes the object the caller holds."""
+    num_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if model.training and num_trainable:
+        logger.warning(
+            "The teacher is in training mode with %d trainable parameters: hf_distill freezes it "
+            "(`requires_grad_(False)`, `eval()`), since a teacher is never trained. Pass the model to train as "
+            "`model=` (the student); load the teacher with `from_pretrained` to silence this warning.",
+            num_trainable,
+        )
 
 
 def _is_quantized(model: nn.Module) -> bool:
@@ -156,5 +175,7 @@ class LocalModelTeacher:
     @torch.no_grad()
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherHidden:
         teacher_inputs = {key: inputs[key] for key in _TEACHER_INPUT_KEYS if key in inputs}
-        hidden = backbone_hidden_states(self.model, **teacher_inputs)
-        return TeacherHidden(hidden=hidden[:, :-1][position_mask], head=self.head)
+        hidden = backbone_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
+        check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states",
+                             fix_flag=_TEACHER_DTYPE_FIX)
+        return TeacherHidden(hidden=hidden, head=self.head)
