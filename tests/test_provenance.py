@@ -135,12 +135,21 @@ def saved_student(tmp_path_factory, model_factory, tokenizer):
     (root / "teacher" / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
     args = DistillationConfig(output_dir=str(root / "out"), report_to="none", save_strategy="no", max_steps=2,
                               per_device_train_batch_size=4, max_length=64, alpha=0.7, hub_token=SECRET, seed=3)
+    train = tiny.prompt_completion_dataset(16).map(_plant_findings, with_indices=True)
     trainer = DistillationTrainer(model=model_factory("llama", seed=1), teacher_model=teacher, args=args,
-                                  train_dataset=tiny.prompt_completion_dataset(16),
+                                  train_dataset=train,
                                   eval_dataset=tiny.prompt_completion_dataset(8, seed=1), processing_class=tokenizer)
     trainer.train()
     trainer.save_model()
     return root / "out", trainer
+
+
+PLANTED = {3: " mail jane.doe@example.org", 5: " key AKIAABCD1234EFGH5678"}
+
+
+def _plant_findings(row, index):
+    """An e-mail address in row 3 and an AWS key in row 5 of the training data, for the privacy scan to find."""
+    return {"completion": row["completion"] + PLANTED.get(index, "")}
 
 
 def test_trainer_writes_provenance_at_save_time(saved_student):
@@ -166,6 +175,28 @@ def test_trainer_writes_provenance_at_save_time(saved_student):
     assert provenance.hf_distill["version"] and provenance.hardware["num_cpus"]
     assert provenance.wall_clock_seconds > 0 and provenance.accelerator_hours == 0.0
     assert provenance.student["num_parameters"] == trainer.model.num_parameters()
+
+
+def test_provenance_records_privacy_scan_counts_not_content(saved_student):
+    folder, _ = saved_student
+    text = (folder / PROVENANCE_FILE).read_text()
+    assert all(finding.split()[-1] not in text for finding in PLANTED.values())  # counts only, never the text
+    train, evaluation = Provenance.load(folder).datasets
+    scan = train.privacy_scan
+    assert (scan["num_texts"], scan["num_texts_flagged"]) == (16, 2)
+    assert scan["columns"] == ["prompt", "completion"] and "flagged_rows" not in scan
+    assert scan["counts"]["email"] == 1 and scan["counts"]["aws_access_key"] == 1
+    assert (scan["num_secrets"], scan["num_personal"], train.num_secrets) == (1, 1, 1)
+    assert evaluation.privacy_scan["num_texts"] == 8 and evaluation.privacy_scan["num_texts_flagged"] == 0
+
+
+def test_dataset_record_scans_the_raw_text_and_skips_streams():
+    raw = Dataset.from_dict({"text": ["ping 10.0.0.1 now", "nothing"]})
+    tokenized = Dataset.from_dict({"input_ids": [[1, 2], [3]]})  # packing or pre-tokenizing drops the text
+    assert dataset_record(tokenized, "train").privacy_scan["columns"] == []
+    scan = dataset_record(tokenized, "train", scan_source=raw).privacy_scan
+    assert scan["counts"]["ip_address"] == 1 and scan["num_texts_flagged"] == 1
+    assert dataset_record(raw.to_iterable_dataset(), "train").privacy_scan is None  # never read a stream twice
 
 
 def test_provenance_round_trips_and_applies_overrides(saved_student):

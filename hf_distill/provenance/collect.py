@@ -159,14 +159,19 @@ def provenance_sources(trainer: Any) -> tuple[SourceRecord | None, SourceRecord 
     trainer caches the result, since its sources do not change during training."""
     teacher = _teacher_record(trainer)
     base = _base_record(trainer.model)
+    # The datasets as passed to the trainer (before tokenization or packing dropped their text) are what gets scanned.
+    raw_train, raw_eval = getattr(trainer, "_source_datasets", (None, None))
     datasets: list[DatasetRecord] = []
     if trainer.train_dataset is not None:
-        datasets.append(dataset_record(trainer.train_dataset, "train"))
+        datasets.append(dataset_record(trainer.train_dataset, "train", scan_source=raw_train))
     eval_sets = trainer.eval_dataset
     if isinstance(eval_sets, dict):
-        datasets.extend(dataset_record(ds, f"eval/{name}") for name, ds in eval_sets.items())
+        raw = raw_eval if isinstance(raw_eval, dict) else {}
+        datasets.extend(
+            dataset_record(ds, f"eval/{name}", scan_source=raw.get(name)) for name, ds in eval_sets.items()
+        )
     elif eval_sets is not None:
-        datasets.append(dataset_record(eval_sets, "eval"))
+        datasets.append(dataset_record(eval_sets, "eval", scan_source=raw_eval))
     return teacher, base, datasets
 
 

@@ -70,13 +70,20 @@ class SourceRecord:
 @dataclass
 class DatasetRecord(SourceRecord):
     """A dataset the student was trained or evaluated on: a [`SourceRecord`] plus split, `datasets` fingerprint,
-    number of rows, tokens and tokens the loss counted (completion tokens for prompt/completion data)."""
+    number of rows, tokens and tokens the loss counted (completion tokens for prompt/completion data), and the counts
+    of the privacy scan of its text (`PrivacyReport.to_dict()`: rows scanned and flagged, findings per category,
+    columns scanned; never row content; `None` when it was not scanned, e.g. a streaming dataset)."""
 
     split: str = "train"
     fingerprint: str | None = None
     num_rows: int | None = None
     num_tokens: int | None = None
     num_trained_tokens: int | None = None
+    privacy_scan: dict[str, Any] | None = None
+
+    @property
+    def num_secrets(self) -> int:
+        return int((self.privacy_scan or {}).get("num_secrets", 0))
 
 
 @dataclass

@@ -209,9 +209,12 @@ def model_details(model: nn.Module) -> dict[str, Any]:
     return details
 
 
-def dataset_record(dataset: Any, split: str, *, repo_id: str | None = None) -> DatasetRecord:
+def dataset_record(
+    dataset: Any, split: str, *, repo_id: str | None = None, scan_source: Any = None
+) -> DatasetRecord:
     """A training or evaluation dataset: Hub id and commit (from its `datasets` cache folder), licence, fingerprint,
-    number of rows and of tokens."""
+    number of rows and of tokens, and a privacy scan of its text (of `scan_source` when given: the dataset as the
+    user passed it, before tokenization or packing dropped its text columns)."""
     revision = None
     if repo_id is None:
         for cache_file in getattr(dataset, "cache_files", None) or []:
@@ -232,7 +235,22 @@ def dataset_record(dataset: Any, split: str, *, repo_id: str | None = None) -> D
     record.fingerprint = getattr(dataset, "_fingerprint", None)
     record.num_rows = dataset.num_rows if hasattr(dataset, "num_rows") else None
     record.num_tokens, record.num_trained_tokens = count_tokens(dataset)
+    record.privacy_scan = privacy_scan(scan_source if scan_source is not None else dataset, split)
     return record
+
+
+def privacy_scan(dataset: Any, split: str) -> dict[str, Any] | None:
+    """Counts of the privacy scan of a dataset's text (one pass; `None` for what cannot be read twice: streaming
+    datasets). Findings are logged as a warning with the first flagged rows; the record keeps counts only."""
+    from datasets import Dataset
+
+    from ..privacy import scan_dataset, text_columns
+
+    if not isinstance(dataset, Dataset):
+        return None
+    report = scan_dataset(dataset, text_columns(dataset))
+    report.warn_if_found(f"the {split} dataset")
+    return report.to_dict()
 
 
 def count_tokens(dataset: Any) -> tuple[int | None, int | None]:
