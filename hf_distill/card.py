@@ -4,6 +4,7 @@ template `model_cards/student_card.md.jinja`, and the local checks run before an
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,9 @@ import jinja2
 from huggingface_hub import ModelCard, ModelCardData, constants
 
 from .licenses import HUB_LICENSE_IDS, LICENSE_RULES, LicenseVerdict
-from .provenance import Provenance, SourceRecord
+from .provenance import DatasetRecord, Provenance, SourceRecord
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ALLOWED_METADATA_KEYS",
@@ -201,6 +204,33 @@ def _data_rows(provenance: Provenance) -> list[list[str]]:
     return rows
 
 
+def _privacy_rows(provenance: Provenance) -> list[list[str]]:
+    """One row per scanned dataset: rows scanned and flagged, personal-data findings by kind, secrets."""
+    rows = []
+    for record in provenance.datasets:
+        scan = record.privacy_scan
+        if scan is None:
+            continue
+        counts = scan.get("counts", {})
+        secrets = scan.get("num_secrets", 0)
+        kinds = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items()
+                          if n and name not in ("email", "phone", "ip_address"))
+        rows.append([
+            record.repo_id or f"`{record.name}`",
+            record.split,
+            f"{scan.get('num_texts', 0):,}" if scan.get("columns") else "– (no text columns)",
+            f"{scan.get('num_texts_flagged', 0):,}",
+            *(f"{counts.get(name, 0):,}" for name in ("email", "phone", "ip_address")),
+            f"**{secrets:,}** ({kinds})" if secrets else "0",
+        ])
+    return rows
+
+
+def _trained_on_secrets(provenance: Provenance) -> list[DatasetRecord]:
+    """Training datasets (not evaluation sets) whose privacy scan found secrets."""
+    return [d for d in provenance.datasets if not d.split.startswith("eval") and d.num_secrets]
+
+
 def _provenance_rows(provenance: Provenance) -> list[list[str]]:
     rows = []
     for record in [provenance.teacher, provenance.base_model, *provenance.datasets]:
@@ -323,6 +353,13 @@ def build_model_card(
     summary, recipe_rows = _recipe(provenance)
     rule = LICENSE_RULES.get(verdict.student_license)
     tokenizer = provenance.tokenizer
+    secret_sets = _trained_on_secrets(provenance)
+    if secret_sets:  # the student is not the data, but it can repeat what it was trained on: warn, do not refuse
+        logger.warning(
+            "The privacy scan found secrets in the training data of %s (%s); the student may reproduce them. The card "
+            "says so. Remove them from the data and retrain before publishing if they are real credentials.",
+            repo_id, ", ".join(f"{d.display_name} ({d.split}): {d.num_secrets}" for d in secret_sets),
+        )
     restrictions = list(verdict.duties.use_restrictions)
     content = _template().render(
         card_data=data.to_yaml(),
@@ -345,6 +382,8 @@ def build_model_card(
         recipe_rows=recipe_rows,
         config_json=json.dumps(provenance.config, indent=2, sort_keys=True) if provenance.config else "",
         data_rows=_data_rows(provenance),
+        privacy_rows=_privacy_rows(provenance),
+        secret_datasets=[f"{d.display_name} ({d.split}): {d.num_secrets}" for d in secret_sets],
         benchmark_markdown=report.to_markdown().strip() if report is not None else "",
         plot_path=plot_path,
         provenance_rows=_provenance_rows(provenance),

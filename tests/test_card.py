@@ -226,3 +226,40 @@ def test_trainer_create_model_card_writes_our_card(tmp_path, model_factory, toke
     assert card.data.datasets == ["org/tiny-data"] and "demo" in card.data.tags
     assert card.data.license == "mit" and card.data.license_name is None
     check_card(card)
+
+
+def _scan(num_texts, flagged=0, **counts):
+    from hf_distill.privacy import PrivacyReport
+
+    return PrivacyReport(num_texts=num_texts, num_texts_flagged=flagged,
+                         counts={**PrivacyReport().counts, **counts}, columns=["messages"]).to_dict()
+
+
+def test_privacy_scan_table_and_secret_warning_parse_back(tmp_path, caplog):
+    provenance = _provenance()
+    provenance.datasets[0].privacy_scan = _scan(1000, 3, email=2, phone=1, openai_key=1)
+    provenance.datasets[1].privacy_scan = _scan(50)
+    with caplog.at_level("WARNING", logger="hf_distill.card"):
+        card = build_model_card(provenance, repo_id="me/qwen-0.5b-distilled")
+    text = _body(card)
+    training = text.split("## Training data")[1].split("## Evaluation")[0]
+    assert "regex tripwire" in training
+    assert "| org/chat-data | train | 1,000 | 3 | 2 | 1 | 0 | **1** (1 openai key) |" in training
+    assert "| `eval` | eval | 50 | 0 | 0 | 0 | 0 | 0 |" in training
+    assert "**Secrets in the training data.**" in training and "org/chat-data (train): 1" in training
+    assert "secrets in the training data of me/qwen-0.5b-distilled (org/chat-data (train): 1)" in caplog.text
+    check_card(card)
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.to_dict() == card.data.to_dict() and loaded.text == card.text
+
+
+def test_no_privacy_section_without_a_scan_and_no_warning_for_clean_or_eval_only_findings(caplog):
+    assert "Privacy scan" not in _body(build_model_card(_provenance()))
+    provenance = _provenance()
+    provenance.datasets[0].privacy_scan = _scan(1000)
+    provenance.datasets[1].privacy_scan = _scan(50, 1, aws_access_key=1)  # evaluation data is not trained on
+    with caplog.at_level("WARNING", logger="hf_distill.card"):
+        text = _body(build_model_card(provenance))
+    assert "Privacy scan of the data" in text and "Secrets in the training data" not in text
+    assert "secrets in the training data" not in caplog.text
