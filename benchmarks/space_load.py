@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ def fire_requests(url: str, prompts: list[str], *, max_new_tokens: int) -> tuple
         try:
             outputs = clients[index].predict(prompts[index], max_new_tokens, api_name=API_NAME)
             # Outputs: (answer, stats markdown) per role, then the raw measurements by role.
-            answers = dict(zip(outputs[-1], outputs[0:-1:2]))
+            answers = dict(zip(outputs[-1], outputs[0:-1:2], strict=True))
             outcomes[index] = RequestOutcome(prompts[index], time.perf_counter() - start, answers)
         except Exception as error:  # counted and reported: the point is to see whether any request fails
             outcomes[index] = RequestOutcome(prompts[index], time.perf_counter() - start, error=repr(error))
@@ -118,7 +119,7 @@ def fire_requests(url: str, prompts: list[str], *, max_new_tokens: int) -> tuple
 
 
 @contextmanager
-def counting_generations(app) -> list[int]:
+def counting_generations(app) -> Iterator[list[int]]:
     """Wraps the app's `generate_for` to record the most generations running at once; yields `[max so far]`."""
     original, lock, running, most = app.generate_for, threading.Lock(), [0], [0]
 
@@ -178,7 +179,9 @@ def run_space_load(folder: str | Path, *, num_requests: int = NUM_REQUESTS, max_
         concurrency_limit, queue_max_size = _queue_settings(demo)
         outcomes, total = fire_requests(url, prompts, max_new_tokens=max_new_tokens)
     roles = {"student": settings.student, "teacher": settings.teacher}
-    expected = {role: reference_answers(name, prompts, max_new_tokens=max_new_tokens) for role, name in roles.items() if name}
+    expected = {
+        role: reference_answers(name, prompts, max_new_tokens=max_new_tokens) for role, name in roles.items() if name
+    }
     wrong = [
         outcome
         for i, outcome in enumerate(outcomes)
