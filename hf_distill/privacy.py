@@ -148,7 +148,8 @@ class PrivacyReport:
     def from_dict(cls, data: dict[str, Any]) -> PrivacyReport:
         counts = {**dict.fromkeys(PATTERNS, 0), **{k: v for k, v in data.get("counts", {}).items() if k in PATTERNS}}
         return cls(num_texts=data.get("num_texts", 0), num_texts_flagged=data.get("num_texts_flagged", 0),
-                   counts=counts, flagged_rows=list(data.get("flagged_rows", [])), columns=list(data.get("columns", [])))
+                   counts=counts, flagged_rows=list(data.get("flagged_rows", [])),
+                   columns=list(data.get("columns", [])))
 
     def summary(self) -> str:
         found = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in self.counts.items() if n) or "nothing"
@@ -196,12 +197,16 @@ def _has_string(feature) -> bool:
     return inner is not None and _has_string(inner)
 
 
+# String columns that hold hf_distill's bookkeeping, not text (the hash of the tokenizer of cached logits).
+_NOT_TEXT = frozenset({"tokenizer_hash"})
+
+
 def text_columns(dataset) -> list[str]:
     """The columns of a `datasets.Dataset` that hold strings (plain, in lists, or in message dicts)."""
     features = getattr(dataset, "features", None)
     if features is None:
-        return list(getattr(dataset, "column_names", None) or [])
-    return [name for name, feature in features.items() if _has_string(feature)]
+        return [name for name in getattr(dataset, "column_names", None) or [] if name not in _NOT_TEXT]
+    return [name for name, feature in features.items() if name not in _NOT_TEXT and _has_string(feature)]
 
 
 def scan_dataset(dataset, columns: Iterable[str] | None = None, *, batch_size: int = 1000) -> PrivacyReport:

@@ -11,6 +11,7 @@ __all__ = [
     "CacheLogitsArguments",
     "CardArguments",
     "DatasetArguments",
+    "DatasetPushArguments",
     "GenerateArguments",
     "PushArguments",
     "QuickstartArguments",
@@ -100,7 +101,22 @@ class QuickstartArguments:
 
 
 @dataclass
-class GenerateArguments(DatasetArguments):
+class DatasetPushArguments:
+    """Publishing the dataset a command writes (after a privacy scan; a dataset with secrets is refused)."""
+
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset repo id (`namespace/name`) to publish the result to, in one commit after a "
+                          "privacy scan; needs a token (HF_TOKEN or `hf auth login`)."},
+    )
+    allow_private_data: bool = field(
+        default=False,
+        metadata={"help": "Publish even if the privacy scan finds secrets (API keys, tokens, private keys)."},
+    )
+
+
+@dataclass
+class GenerateArguments(DatasetPushArguments, DatasetArguments):
     """`hf-distill generate`: the teacher writes completions for the dataset's prompts (sequence-level data)."""
 
     teacher: str | None = field(default=None, metadata={"help": "Hub id or local path of the teacher (required)."})
@@ -124,7 +140,7 @@ class GenerateArguments(DatasetArguments):
 
 
 @dataclass
-class CacheLogitsArguments(DatasetArguments):
+class CacheLogitsArguments(DatasetPushArguments, DatasetArguments):
     """`hf-distill cache-logits`: the teacher scores the dataset once; its top-k log-probabilities are stored so that
     training needs no teacher. Run under `torchrun`/`accelerate launch` to split the work."""
 

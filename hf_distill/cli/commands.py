@@ -158,6 +158,7 @@ def run_generate(args: GenerateArguments) -> int:
     from ..data import generate_completions
 
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
+    _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
         args.teacher,
@@ -174,6 +175,7 @@ def run_generate(args: GenerateArguments) -> int:
         model_kwargs=model_kwargs,
     )
     print(f"{len(generated)} completions written to {args.output_dir}")
+    _push_dataset(args)
     return 0
 
 
@@ -183,11 +185,13 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     from ..data import cache_teacher_logits
 
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
+    _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
     cached = cache_teacher_logits(
         args.teacher,
         load_dataset_argument(args, args.dataset_train_split),
-        tokenizer=AutoTokenizer.from_pretrained(args.tokenizer or args.teacher),
+        tokenizer=tokenizer,
         output_dir=args.output_dir,
         top_k=args.top_k,
         batch_size=args.batch_size,
@@ -196,7 +200,27 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
         model_kwargs=model_kwargs,
     )
     print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
+    _push_dataset(args, tokenizer=tokenizer)  # the cache holds token ids: decoded for the scan
     return 0
+
+
+def _check_dataset_push(args) -> None:
+    """A bad --push_to_hub repo id or a missing token fails before the teacher runs, not after."""
+    if args.push_to_hub:
+        from ..data.publish import check_push_target
+
+        check_push_target(args.push_to_hub, argument="--push_to_hub")
+
+
+def _push_dataset(args, tokenizer=None) -> None:
+    if not args.push_to_hub:
+        return
+    from ..hub import push_dataset
+
+    result = push_dataset(args.output_dir, args.push_to_hub, tokenizer=tokenizer,
+                          allow_private_data=args.allow_private_data)
+    scans = "; ".join(f"{split}: {report.summary()}" for split, report in result.privacy.items())
+    print(f"Pushed {len(result.files)} files to {result.repo_url} (privacy scan: {scans}): {result.commit_url}")
 
 
 def _plot_path() -> str:

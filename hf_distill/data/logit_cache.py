@@ -18,6 +18,7 @@ from torch import nn
 
 from ..heads import OutputHead, backbone_hidden_states
 from ..nonfinite import check_teacher_finite
+from ..privacy import scan_dataset
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -125,7 +126,7 @@ def cache_teacher_logits(
     )
     scorer = _Scorer(model, head, codec, top_k=top_k, pad_token_id=_pad_id(tokenizer))
     work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
-    finalize = partial(_finalize, info=info, output_dir=output_dir)
+    finalize = partial(_finalize, info=info, output_dir=output_dir, source=dataset)
     return run_sharded(
         dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
         finalize=finalize,
@@ -232,8 +233,11 @@ def _cache_shard(rows: Dataset, shard: Shard, *, tokenizer, scorer: _Scorer, inf
     return Dataset.from_dict(columns, features=cache_features())
 
 
-def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir) -> Dataset:
-    """Count what the dataset holds, record it in the dataset's info and card."""
+def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir, source: Dataset) -> Dataset:
+    """Count what the dataset holds, record it in the dataset's info and card (with a privacy scan of the source
+    text, which the cache holds as token ids)."""
+    privacy = scan_dataset(source)
+    privacy.warn_if_found("the text cached as token ids")
     table = dataset.data
     masks = table.column("completion_mask")
     info.num_rows = len(dataset)
@@ -265,6 +269,7 @@ def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir) -> Dataset:
             "train_dataset=dataset)"
         ),
         tags=["teacher-logits", "offline-distillation"],
+        privacy={"source text (cached as token ids)": privacy},
     )
     return dataset
 
