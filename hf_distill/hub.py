@@ -376,3 +376,6 @@ def _is_hub_base(base: str) -> bool:
     return is_hub_id(base)
 
 # Space demos live in their own package; re-exported here so that `hf_distill.hub.create_space` is the public path.
+
+# Dataset publishing (privacy scan, refusal of secrets, one commit) lives in `hf_distill.data.publish`.
+from .data.publish import DatasetPushError, DatasetPushResult, push_dataset  # noqa: E402,F401
