@@ -80,12 +80,23 @@ def _quantized_student(model, args) -> str | None:
             return "it was loaded 8-bit/4-bit"
         return None
     config = (args.model_init_kwargs or {}).get("quantization_config")
-    if config is not None:
+    if config is not None and _quantizes(config):
         return f"`model_init_kwargs['quantization_config']` is {type(config).__name__}"
     stored = _stored_config(model).get("quantization_config")
-    if stored:
+    if stored and _quantizes(stored):
         return f"its checkpoint is quantized ({stored.get('quant_method', 'unknown method')})"
     return None
+
+
+def _quantizes(config) -> bool:
+    """A `quantization_config` (object or dict) that really quantizes: bitsandbytes ones may set neither flag."""
+    values = config if isinstance(config, dict) else vars(config)
+    method = values.get("quant_method", "bitsandbytes")
+    method = str(getattr(method, "value", method)).lower()  # an enum on config objects, a string in dicts
+    if "bitsandbytes" not in method:
+        return True  # GPTQ, AWQ, ...: weights stored quantized
+    return bool(values.get("load_in_8bit") or values.get("load_in_4bit") or values.get("_load_in_8bit")
+                or values.get("_load_in_4bit"))
 
 
 def _stored_config(model) -> dict:

@@ -325,7 +325,8 @@ CASES = [
                                  processing_class=env.other_tokenizer),
          CachedDatasetError, "teacher logits were cached with another tokenizer"),
     Case("E-CACHE-NAN", lambda env: env.trainer(teacher_model=None, train_dataset=_nan_cache(env)),
-         CachedDatasetError, "1 of 4 rows of the train dataset hold NaN/inf cached teacher log-probabilities (rows [1])"),
+         CachedDatasetError,
+         "1 of 4 rows of the train dataset hold NaN/inf cached teacher log-probabilities (rows [1])"),
     Case("E-CACHE-NAN-WRITE",
          lambda env: cache_teacher_logits(_nan_teacher(env), tiny.prompt_completion_dataset(2),
                                           tokenizer=env.tokenizer, output_dir=env.tmp_path / "cache", top_k=4),
@@ -392,7 +393,8 @@ CASES = [
     # Benchmark.
     Case("E-BENCH-NO-DATASET", lambda env: benchmark(_NOWHERE, dataset=None, tokenizer=env.tokenizer),
          BenchmarkInputError, "`dataset` is None: the benchmark needs held-out examples"),
-    Case("E-BENCH-TEXT-DATASET", lambda env: benchmark(_NOWHERE, dataset=tiny.text_dataset(2), tokenizer=env.tokenizer),
+    Case("E-BENCH-TEXT-DATASET",
+         lambda env: benchmark(_NOWHERE, dataset=tiny.text_dataset(2), tokenizer=env.tokenizer),
          BenchmarkInputError, "(a `text` dataset has no reference completions to score)"),
 ]
 
@@ -479,3 +481,12 @@ def test_a_pretrained_teacher_is_frozen_without_warning(env, caplog):
     with caplog.at_level(logging.WARNING):
         env.trainer(teacher_model=teacher)
     assert "training mode" not in caplog.text
+
+
+def test_a_quantization_config_that_quantizes_nothing_is_accepted(env):
+    # TRL's `get_quantization_config` gives None then, but a hand-made BitsAndBytesConfig() sets neither flag: the
+    # student is not quantized, so the run gets as far as loading it (which fails here: it does not exist).
+    args = _args(env, model_init_kwargs={"quantization_config": BitsAndBytesConfig()})
+    with pytest.raises(Exception) as raised:
+        env.before_loading(args=args)
+    assert not isinstance(raised.value, ModelSetupError)
