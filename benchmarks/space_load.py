@@ -5,10 +5,12 @@ would have), and every answer is checked.
 The Space is the folder `create_space` writes for the test models of `tests/tiny.py` (student: Llama, hidden 32,
 2 layers; teacher: hidden 64, 2 layers), served in this process by its own `build_demo` with the queue it sets up.
 The app generates one request at a time (its `concurrency_limit` is 1, so that the timings it shows are not
-inflated by a neighbour), so the latencies below are mostly time spent waiting in the queue:
+inflated by a neighbour), so the latencies below are mostly time spent waiting in the queue. The clients run in
+the server's process, so their own work (50 threads, one event stream each) shares its cores and its GIL:
 
 - latency: wall-clock seconds from a client's submit to its final output, per request; median, p95 and max;
-- total: seconds from the common start to the last answer;
+- total: seconds from the first submit to the last answer, and requests answered per second over it;
+- generation: seconds the app itself reports generating per request (student and teacher summed), median;
 - answers: the student's and the teacher's answer to each prompt against greedy `generate` with the same model
   done directly with transformers (same chat template, same `max_new_tokens`);
 - errors: requests that raised (queue full, app error, lost connection) and their messages;
@@ -77,12 +79,14 @@ def reference_answers(folder: str, prompts: list[str], *, max_new_tokens: int) -
 
 @dataclass
 class RequestOutcome:
-    """One visitor's request: its prompt, wall-clock seconds, answers by role (`None` on error) and error text."""
+    """One visitor's request: its prompt, wall-clock seconds, answers by role (`None` on error), error text, and the
+    seconds the app itself spent generating (its own `total_s` of every model, summed)."""
 
     prompt: str
     seconds: float
     answers: dict[str, str] | None = None
     error: str | None = None
+    generation_s: float | None = None
 
 
 def fire_requests(url: str, prompts: list[str], *, max_new_tokens: int) -> tuple[list[RequestOutcome], float]:
@@ -92,7 +96,8 @@ def fire_requests(url: str, prompts: list[str], *, max_new_tokens: int) -> tuple
 
     clients = [Client(url, verbose=False) for _ in prompts]  # connected before the clock starts
     outcomes: list[RequestOutcome | None] = [None] * len(prompts)
-    start_together = threading.Barrier(len(prompts) + 1)
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * len(prompts)
+    start_together = threading.Barrier(len(prompts))
 
     def visit(index: int) -> None:
         start_together.wait()
@@ -100,21 +105,21 @@ def fire_requests(url: str, prompts: list[str], *, max_new_tokens: int) -> tuple
         try:
             outputs = clients[index].predict(prompts[index], max_new_tokens, api_name=API_NAME)
             # Outputs: (answer, stats markdown) per role, then the raw measurements by role.
-            answers = dict(zip(outputs[-1], outputs[0:-1:2], strict=True))
-            outcomes[index] = RequestOutcome(prompts[index], time.perf_counter() - start, answers)
-        except Exception as error:  # counted and reported: the point is to see whether any request fails
-            outcomes[index] = RequestOutcome(prompts[index], time.perf_counter() - start, error=repr(error))
+            answers, error = dict(zip(outputs[-1], outputs[0:-1:2], strict=True)), None
+            generation = sum(values["total_s"] for values in outputs[-1].values())
+        except Exception as raised:  # counted and reported: the point is to see whether any request fails
+            answers, error, generation = None, repr(raised), None
+        spans[index] = (start, time.perf_counter())
+        outcomes[index] = RequestOutcome(prompts[index], spans[index][1] - start, answers, error, generation)
 
     threads = [threading.Thread(target=visit, args=(i,)) for i in range(len(prompts))]
     for thread in threads:
         thread.start()
-    start_together.wait()
-    start = time.perf_counter()
     for thread in threads:
         thread.join()
-    total = time.perf_counter() - start
     for client in clients:
         client.close()
+    total = max(end for _, end in spans) - min(start for start, _ in spans)
     return outcomes, total
 
 
@@ -151,12 +156,15 @@ class SpaceLoadReport:
     latency_p95_s: float
     latency_max_s: float
     total_s: float
+    requests_per_s: float
+    generation_median_s: float
     concurrency_limit: int | None
     queue_max_size: int | None
     max_simultaneous_generations: int
     max_new_tokens: int
     roles: list[str]
     errors: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
     outcomes: list[RequestOutcome] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
@@ -197,12 +205,15 @@ def run_space_load(folder: str | Path, *, num_requests: int = NUM_REQUESTS, max_
         latency_p95_s=statistics.quantiles(seconds, n=20, method="inclusive")[-1] if len(seconds) > 1 else seconds[0],
         latency_max_s=seconds[-1],
         total_s=total,
+        requests_per_s=num_requests / total,
+        generation_median_s=statistics.median(o.generation_s for o in outcomes if o.generation_s is not None),
         concurrency_limit=concurrency_limit,
         queue_max_size=queue_max_size,
         max_simultaneous_generations=most[0],
         max_new_tokens=max_new_tokens,
         roles=sorted(expected),
         errors=errors[:_MAX_ERRORS_KEPT],
+        latencies_s=[round(second, 3) for second in seconds],
         outcomes=outcomes,
     )
 

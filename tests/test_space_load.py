@@ -54,6 +54,7 @@ def test_fifty_concurrent_visitors_all_answered_like_direct_generation(bench, sp
     assert report.concurrency_limit == 1 and report.max_simultaneous_generations == 1
     assert report.queue_max_size >= NUM_VISITORS
     assert 0 < report.latency_median_s <= report.latency_p95_s <= report.latency_max_s <= report.total_s
+    assert 0 < report.generation_median_s < report.latency_max_s  # the last in line waited for the others
 
 
 def test_queue_is_set_up_by_build_demo_and_kept_on_zero_gpu(space_folder, monkeypatch):
