@@ -21,6 +21,7 @@ from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
 from .card import PLOT_PATH, build_model_card, check_card
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
 from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, weight_file_hashes
+from .safe_loading import safe_init_kwargs
 
 if TYPE_CHECKING:
     from .space import SpaceConfigError, SpaceCreationError, SpaceResult, create_space
@@ -165,7 +166,7 @@ def merge_adapter(folder: str | os.PathLike, output_dir: str | os.PathLike) -> P
     from peft import AutoPeftModelForCausalLM
 
     folder, output_dir = Path(folder), Path(output_dir)
-    model = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype="auto")
+    model = AutoPeftModelForCausalLM.from_pretrained(str(folder), **safe_init_kwargs({"dtype": "auto"}))
     merged = model.merge_and_unload()
     merged.save_pretrained(output_dir)
     for path in _files_to_upload(folder, "adapter"):

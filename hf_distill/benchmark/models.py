@@ -16,6 +16,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..heads import unwrap_model
+from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from .errors import BenchmarkInputError
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,14 @@ def _is_placed(model: nn.Module) -> bool:
 
 
 def _load(source: str, device: torch.device) -> nn.Module:
+    kwargs = safe_init_kwargs({"dtype": "auto"})
     if os.path.isfile(os.path.join(source, "adapter_config.json")):
         from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(source, dtype="auto")
+        model = AutoPeftModelForCausalLM.from_pretrained(source, **kwargs)
     else:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
+        check_safetensors_weights(source, kwargs, argument="model")
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     return model.to(device)
 
 

@@ -1,0 +1,132 @@
+"""Secrets: the Hub token appears in no file, log line, card or error message; only safetensors are loaded; nothing
+is unpickled with plain pickle on the way from local folders through training, resume, benchmark and push."""
+
+import logging
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.benchmark import benchmark
+from hf_distill.hub import create_space, push_student
+from hf_distill.safe_loading import PickledWeightsError
+from tests import tiny
+
+
+def _args(output_dir, **kwargs):
+    settings = dict(output_dir=str(output_dir), report_to="none", max_steps=2, per_device_train_batch_size=4,
+                    max_length=64, logging_steps=1, save_strategy="steps", save_steps=1)
+    return DistillationConfig(**{**settings, **kwargs})
+
+
+def _pickled_only(folder: Path) -> Path:
+    """Rewrite a saved model folder with a pickled `pytorch_model.bin` instead of `model.safetensors`."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+    return folder
+
+
+@pytest.mark.parametrize("role", ["teacher_model", "model"])
+def test_pickled_weights_are_refused_before_loading(role, model_factory, tokenizer, tmp_path):
+    pickled = _pickled_only(Path(model_factory.save(tmp_path / "pickled", "llama", seed=3)))
+    safe = model_factory.save(tmp_path / "safe", "llama", seed=4)
+    models = {"model": safe, "teacher_model": safe} | {role: str(pickled)}
+    fix = "teacher_model_init_kwargs" if role == "teacher_model" else "model_init_kwargs"
+    with pytest.raises(PickledWeightsError, match=rf"`{role}` .* holds pickled weights only \(pytorch_model.bin\).*"
+                       rf"save_pretrained.*`{fix}=\{{'use_safetensors': False\}}`"):
+        DistillationTrainer(**models, args=_args(tmp_path / "out"), train_dataset=tiny.prompt_completion_dataset(4),
+                            processing_class=tokenizer)
+
+    # Opting out explicitly loads the pickle (transformers reads it with torch.load(weights_only=True)).
+    opt_out = {"use_safetensors": False}
+    kwargs = {"teacher_model_init_kwargs": opt_out} if role == "teacher_model" else {"model_init_kwargs": opt_out}
+    trainer = DistillationTrainer(**models, args=_args(tmp_path / "out", **kwargs),
+                                  train_dataset=tiny.prompt_completion_dataset(4), processing_class=tokenizer)
+    assert trainer.args.model_init_kwargs.get("use_safetensors") is (role != "model")
+
+
+def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
+    model_factory, tokenizer, tmp_path, hub_server, monkeypatch
+):
+    student = model_factory.save(tmp_path / "student", "llama", seed=1)
+    teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
+    dataset = tiny.prompt_completion_dataset(8)
+    torch_load = torch.load
+    weights_only_loads = []
+
+    class Refused:  # a class, not a function: libraries (nltk) subclass pickle.Unpickler at import
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("plain pickle was used")
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("plain pickle was used")
+
+    def weights_only(*args, **kwargs):
+        assert kwargs.get("weights_only") is True, "torch.load without weights_only=True"
+        weights_only_loads.append(Path(args[0]).name)
+        return torch_load(*args, **kwargs)
+
+    monkeypatch.setattr(pickle, "Unpickler", Refused)
+    for name in ("load", "loads"):
+        monkeypatch.setattr(pickle, name, Refused)
+    monkeypatch.setattr(torch, "load", weights_only)
+
+    def trainer(output_dir, **kwargs):
+        return DistillationTrainer(model=student, teacher_model=teacher, args=_args(output_dir, **kwargs),
+                                   train_dataset=dataset, processing_class=tokenizer)
+
+    trainer(tmp_path / "run", max_steps=1).train()
+    resumed = trainer(tmp_path / "run")
+    resumed.train(resume_from_checkpoint=True)
+    # Optimizer, scheduler and RNG state are torch.save files; transformers reads them with the allow-list unpickler.
+    assert {"optimizer.pt", "rng_state.pth"} <= set(weights_only_loads)
+    resumed.save_model()
+    saved = Path(resumed.args.output_dir)
+    assert (saved / "model.safetensors").is_file() and not list(saved.glob("pytorch_model*.bin"))
+    benchmark(str(saved), teacher, tiny.prompt_completion_dataset(2), max_new_tokens=2, batch_sizes=(1,), num_latency_runs=1)
+    push_student(saved, "tester/no-pickles", token=hub_server.token)
+    assert "training_args.bin" not in hub_server.files("tester/no-pickles")
+
+
+def test_hub_token_is_in_no_file_log_card_or_error(model_factory, tokenizer, tmp_path, hub_server, caplog, capfd):
+    token = hub_server.token
+    caplog.set_level(logging.DEBUG)  # every logger, transformers' and huggingface_hub's included
+    teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
+    args = _args(tmp_path / "out", hub_token=token, hub_model_id="tester/secret-check")
+    trainer = DistillationTrainer(model=model_factory("llama", seed=1), teacher_model=teacher, args=args,
+                                  train_dataset=tiny.prompt_completion_dataset(8), processing_class=tokenizer)
+    trainer.train()
+    result = trainer.push_to_hub()
+    create_space("tester/secret-check", space_id="tester/secret-check-demo", output_dir=tmp_path / "space", push=True,
+                 token=token)
+
+    # Errors raised after the token is known: a server refusal and a licence conflict.
+    errors = []
+    shutil.rmtree(tmp_path / "out" / "checkpoint-1")
+    hub_server.token = "hf_another_token_the_server_now_wants"
+    try:
+        with pytest.raises(Exception) as refused:
+            push_student(tmp_path / "out", "tester/secret-check", token=token)
+        errors.append(refused.value)
+    finally:
+        hub_server.token = token
+    with pytest.raises(Exception) as conflict:
+        push_student(tmp_path / "out", "tester/other", token=token, teacher_license="gemma", student_license="mit")
+    errors.append(conflict.value)
+
+    captured = capfd.readouterr()
+    texts = {"logs": caplog.text, "stdout": captured.out, "stderr": captured.err, "card": str(result.card),
+             **{f"error {i}": f"{e!r} {e}" for i, e in enumerate(errors)}}
+    assert not [name for name, text in texts.items() if token in text]
+    files = [p for root in (tmp_path / "out", tmp_path / "space") for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in files)  # the checkpoint kept one: scanned too
+    assert not [str(p) for p in files if token.encode() in p.read_bytes()]
+    pushed = [*hub_server.files("tester/secret-check").items(),
+              *hub_server.files("tester/secret-check-demo", repo_type="space").items()]
+    assert not [path for path, stored in pushed if token.encode() in stored.content]
