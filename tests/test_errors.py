@@ -35,6 +35,7 @@ from hf_distill.data import (
     CachedDatasetError,
     CacheSettingsError,
     CodecError,
+    CorruptShardError,
     DatasetFormatError,
     GenerationSettingsError,
     ResumeError,
@@ -46,13 +47,22 @@ from hf_distill.data import (
 )
 from hf_distill.data.checks import TrainingDataError
 from hf_distill.data.format import TOPK_COLUMN
-from hf_distill.hub import HubAuthError, PushError, push_student, validate_repo_id
+from hf_distill.hub import (
+    DatasetPushError,
+    HubAuthError,
+    PushError,
+    push_dataset,
+    push_student,
+    validate_repo_id,
+)
 from hf_distill.licenses import LicenseConflictError
 from hf_distill.losses import distillation_loss
 from hf_distill.losses.sparse import SparseTeacherError
 from hf_distill.nonfinite import NonFiniteTeacherError
 from hf_distill.preflight import ModelSetupError
+from hf_distill.privacy import PrivateDataError
 from hf_distill.provenance import Provenance, ProvenanceError
+from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
 from tests import tiny
 
@@ -212,6 +222,32 @@ def _push(env, repo_id="tester/student", **kwargs):
         assert hub.requests == [], "a bad push reached the Hub"
 
 
+def _pickled_only(env, name: str) -> str:
+    """A saved tiny model whose weights are a pickled `pytorch_model.bin` (no safetensors)."""
+    from safetensors.torch import load_file
+
+    folder = Path(env.models.save(env.tmp_path / name, "llama", hidden=16, layers=1))
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return str(folder)
+
+
+def _corrupt_finished_cache(env):
+    kwargs = dict(tokenizer=env.tokenizer, output_dir=env.tmp_path / "cache", top_k=4)
+    cache_teacher_logits(env.assets.teacher, tiny.prompt_completion_dataset(2), **kwargs)
+    arrow = next((env.tmp_path / "cache").glob("data-*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:-4] + b"\x00\x01\x02\x03")  # bit rot after the run finished
+    return cache_teacher_logits(env.assets.teacher, tiny.prompt_completion_dataset(2), **kwargs)
+
+
+def _push_dataset(env, dataset, **kwargs):
+    hub = env.hub
+    try:
+        return push_dataset(dataset, "tester/data", token=hub.token, **kwargs)
+    finally:
+        assert hub.requests == [], "a refused dataset push reached the Hub"
+
+
 def _cli(env, *argv):
     return main([*argv, "--debug"])
 
@@ -318,6 +354,11 @@ CASES = [
              args=_args(env, model_init_kwargs={"quantization_config": BitsAndBytesConfig(load_in_8bit=True)})),
          ModelSetupError, "The student is quantized (`model_init_kwargs['quantization_config']` is "
          "BitsAndBytesConfig) and no `peft_config` is given"),
+    Case("E-TEACHER-PICKLED-WEIGHTS", lambda env: env.trainer(teacher_model=_pickled_only(env, "teacher")),
+         PickledWeightsError, "`teacher_model` '"),
+    Case("E-TEACHER-STUDENT-PICKLED-WEIGHTS",
+         lambda env: env.before_loading(model=_pickled_only(env, "student")),
+         PickledWeightsError, "holds pickled weights only (pytorch_model.bin); hf_distill loads safetensors only"),
     # Cached teacher logits.
     Case("E-CACHE-TOKENIZER",
          lambda env: env.trainer(model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=16, layers=1),
@@ -351,6 +392,8 @@ CASES = [
              env.assets.teacher, tiny.prompt_completion_dataset(4), tokenizer=env.tokenizer,
              output_dir=env.assets.root / "cache", top_k=5)),
          ResumeError, "already holds a finished teacher-logits dataset made with other settings"),
+    Case("E-CACHE-CORRUPT", _corrupt_finished_cache, CorruptShardError,
+         "data-00000-of-00001.arrow does not match its sha256 recorded at write time"),
     Case("E-CACHE-NOT-A-BLOB", lambda env: decode_topk(b"not a blob at all"), CodecError, "bad magic bytes"),
     # Licences (the push pre-flight: nothing reaches the Hub).
     Case("E-LICENSE-CONFLICT",
@@ -369,6 +412,11 @@ CASES = [
          "does not exist. Save the student with `DistillationTrainer.save_model()`"),
     Case("E-PUSH-NO-REPO", lambda env: env.trainer().push_to_hub(), ValueError,
          "No repo id: pass `push_to_hub('namespace/name')` or set `hub_model_id`"),
+    Case("E-PUSH-DATASET-SECRETS",
+         lambda env: _push_dataset(env, Dataset.from_dict({"text": ["my key: hf_" + "a1B2c3D4" * 5]})),
+         PrivateDataError, "Refusing to publish"),
+    Case("E-PUSH-DATASET-TOKEN-IDS", lambda env: _push_dataset(env, env.assets.cached), DatasetPushError,
+         "holds token ids and no text, so it cannot be scanned for secrets without its tokenizer"),
     # Space.
     Case("E-SPACE-HARDWARE",
          lambda env: create_space(env.assets.student_folder, output_dir=env.tmp_path / "space", hardware="gpu-huge"),

@@ -89,7 +89,8 @@ def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     resumed.save_model()
     saved = Path(resumed.args.output_dir)
     assert (saved / "model.safetensors").is_file() and not list(saved.glob("pytorch_model*.bin"))
-    benchmark(str(saved), teacher, tiny.prompt_completion_dataset(2), max_new_tokens=2, batch_sizes=(1,), num_latency_runs=1)
+    benchmark(str(saved), teacher, tiny.prompt_completion_dataset(2), max_new_tokens=2, batch_sizes=(1,),
+              num_latency_runs=1)
     push_student(saved, "tester/no-pickles", token=hub_server.token)
     assert "training_args.bin" not in hub_server.files("tester/no-pickles")
 
