@@ -427,6 +427,26 @@ class DistillationTrainer(SFTTrainer):
         )
 
 
+    # `args.push_to_hub=True` makes `Trainer` create the repo when it is built and upload `output_dir` at every
+    # checkpoint save: both would reach the Hub before the licence, privacy and card checks of `push_to_hub`, and the
+    # checkpoint uploads carry no card. So the repo is created by the one checked push, and checkpoints stay local.
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """No request: the repo is created by [`push_to_hub`] after its pre-flight checks."""
+        self.hub_model_id = self.args.hub_model_id
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if not getattr(self, "_warned_checkpoint_push", False) and self.is_world_process_zero():
+            logger.warning(
+                "Checkpoints are not pushed to the Hub during training (`push_to_hub=True` with hub_strategy=%r): "
+                "such uploads would skip the licence, privacy and card checks. They stay in %s; the student is "
+                "published once, checked, by `trainer.push_to_hub()` (the CLI does so after training).",
+                self.args.hub_strategy, self.args.output_dir,
+            )
+            self._warned_checkpoint_push = True
+
+
 def _column_names(dataset) -> list[str]:
     if dataset is None:
         return []

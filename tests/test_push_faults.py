@@ -2,7 +2,8 @@
 
 The Hub only changes a repo at the commit call; everything before it (LFS uploads) lands outside any revision. The
 test kills a pushing process with SIGKILL while the local Hub server holds its weights upload, then checks that the
-repo's history and files are unchanged.
+repo's history and files are unchanged. And `push_to_hub=True` in the arguments sends nothing while training (no repo
+created at init, no checkpoint uploads), so nothing reaches the Hub before the licence pre-flight.
 """
 
 import os
@@ -96,3 +97,24 @@ def test_push_killed_before_its_commit_leaves_the_repo_unchanged(
     assert [commit.oid for commit in hub_server.commits(repo_id)] == [result.commit_oid, *history]
     stored = hub_server.files(repo_id)["model.safetensors"].content
     assert stored == (Path(args.output_dir) / "model.safetensors").read_bytes()
+
+
+def test_push_to_hub_argument_sends_nothing_before_the_checked_push(hub_server, model_factory, tokenizer, tmp_path,
+                                                                    caplog):
+    from hf_distill import DistillationConfig, DistillationTrainer
+    from hf_distill.licenses import LicenseConflictError
+
+    args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to="none", max_steps=2, save_steps=1,
+                              per_device_train_batch_size=4, max_length=64, push_to_hub=True,
+                              hub_model_id="tester/checked", hub_token=hub_server.token, hub_strategy="every_save")
+    teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
+    trainer = DistillationTrainer(model=model_factory("llama", seed=1), teacher_model=teacher, args=args,
+                                  train_dataset=tiny.prompt_completion_dataset(8), processing_class=tokenizer)
+    trainer.train()  # two checkpoint saves: Trainer would create the repo and upload output_dir twice
+    assert hub_server.requests == []
+    assert "Checkpoints are not pushed to the Hub during training" in caplog.text
+    with pytest.raises(LicenseConflictError):
+        trainer.push_to_hub(teacher_license="gemma", student_license="mit")
+    assert hub_server.requests == []  # the licence pre-flight still comes first
+    result = trainer.push_to_hub(teacher_license="mit", dataset_licenses="mit")
+    assert [commit.oid for commit in hub_server.commits("tester/checked")][0] == result.commit_oid

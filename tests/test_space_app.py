@@ -45,7 +45,8 @@ def launched(app, settings):
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         demo = app.build_demo(settings)
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)  # queue: the app's
+        # No `demo.queue()` here: it would replace the queue settings `build_demo` chose with Gradio's defaults.
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
             yield f"http://127.0.0.1:{port}/"
         finally:

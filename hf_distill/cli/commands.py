@@ -131,7 +131,8 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
         quantization_config=get_quantization_config(model_args),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
+    # Saved without `Trainer.save_model`'s own push: the one checked push below carries the card and benchmark.
+    trainer.save_model(training_args.output_dir, _internal_call=True)
     report = None
     if script_args.benchmark_after_training and trainer.is_world_process_zero():
         report = trainer.benchmark(
