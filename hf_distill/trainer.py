@@ -426,7 +426,6 @@ class DistillationTrainer(SFTTrainer):
             provenance=self._provenance, student_license=student_license, **kwargs,
         )
 
-
     # `args.push_to_hub=True` makes `Trainer` create the repo when it is built and upload `output_dir` at every
     # checkpoint save: both would reach the Hub before the licence, privacy and card checks of `push_to_hub`, and the
     # checkpoint uploads carry no card. So the repo is created by the one checked push, and checkpoints stay local.
