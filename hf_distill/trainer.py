@@ -10,6 +10,7 @@ import torch
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
@@ -164,6 +165,37 @@ class DistillationTrainer(SFTTrainer):
                     "`resume_from_checkpoint` (--resume_from_checkpoint), or point it at a checkpoint folder."
                 )
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    # -- checkpoints without pickle (hf_distill.checkpoint_state: formats, and what is left to transformers) ---------
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        checkpoint_state.check_scheduler_state(self)  # before any step: checkpoints store it as JSON
+        return scheduler
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not checkpoint_state.save_optimizer_and_scheduler(self, output_dir):
+            super()._save_optimizer_and_scheduler(output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if not checkpoint_state.load_optimizer_and_scheduler(self, checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _save_scaler(self, output_dir: str) -> None:
+        if not checkpoint_state.save_scaler(self, output_dir):
+            super()._save_scaler(output_dir)
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        if not checkpoint_state.load_scaler(self, checkpoint):
+            super()._load_scaler(checkpoint)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        if not checkpoint_state.save_rng_state(self, output_dir):
+            super()._save_rng_state(output_dir)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        if not checkpoint_state.load_rng_state(self, checkpoint):
+            super()._load_rng_state(checkpoint)
 
     # -- loss -------------------------------------------------------------------------------------------------------
 
@@ -328,10 +360,13 @@ class DistillationTrainer(SFTTrainer):
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        # `Trainer._save` pickles the arguments into training_args.bin: keep the Hub token out of that file.
+        # `Trainer._save` pickles the arguments into training_args.bin: keep the Hub token out of that file, which
+        # `save_training_args` then replaces with training_args.json (no pickle left in the folder).
         token, self.args.hub_token = self.args.hub_token, None
         try:
             super()._save(output_dir, state_dict=state_dict)
+            if self.args.should_save:
+                checkpoint_state.save_training_args(self.args, output_dir or self.args.output_dir)
         finally:
             self.args.hub_token = token
         if self.args.should_save:  # after the weights, whose hashes it records
