@@ -57,25 +57,18 @@ def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     student = model_factory.save(tmp_path / "student", "llama", seed=1)
     teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
     dataset = tiny.prompt_completion_dataset(8)
-    torch_load = torch.load
-    weights_only_loads = []
 
     class Refused:  # a class, not a function: libraries (nltk) subclass pickle.Unpickler at import
         def __init__(self, *args, **kwargs):
-            raise AssertionError("plain pickle was used")
+            raise AssertionError("something was unpickled")
 
         def __call__(self, *args, **kwargs):
-            raise AssertionError("plain pickle was used")
-
-    def weights_only(*args, **kwargs):
-        assert kwargs.get("weights_only") is True, "torch.load without weights_only=True"
-        weights_only_loads.append(Path(args[0]).name)
-        return torch_load(*args, **kwargs)
+            raise AssertionError("something was unpickled")
 
     monkeypatch.setattr(pickle, "Unpickler", Refused)
     for name in ("load", "loads"):
         monkeypatch.setattr(pickle, name, Refused)
-    monkeypatch.setattr(torch, "load", weights_only)
+    monkeypatch.setattr(torch, "load", Refused)  # not even PyTorch's allow-list unpickler (weights_only=True)
 
     def trainer(output_dir, **kwargs):
         return DistillationTrainer(model=student, teacher_model=teacher, args=_args(output_dir, **kwargs),
@@ -84,15 +77,17 @@ def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     trainer(tmp_path / "run", max_steps=1).train()
     resumed = trainer(tmp_path / "run")
     resumed.train(resume_from_checkpoint=True)
-    # Optimizer, scheduler and RNG state are torch.save files; transformers reads them with the allow-list unpickler.
-    assert {"optimizer.pt", "rng_state.pth"} <= set(weights_only_loads)
+    # Optimizer, scheduler and RNG state are safetensors + JSON (hf_distill.checkpoint_state): no pickle at all.
+    checkpoint = Path(resumed.args.output_dir) / "checkpoint-1"
+    assert {"optimizer.safetensors", "scheduler.json", "rng_state.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+    assert not [p.name for p in Path(resumed.args.output_dir).rglob("*") if p.suffix in (".pt", ".pth", ".bin")]
     resumed.save_model()
     saved = Path(resumed.args.output_dir)
     assert (saved / "model.safetensors").is_file() and not list(saved.glob("pytorch_model*.bin"))
     benchmark(str(saved), teacher, tiny.prompt_completion_dataset(2), max_new_tokens=2, batch_sizes=(1,),
               num_latency_runs=1)
     push_student(saved, "tester/no-pickles", token=hub_server.token)
-    assert "training_args.bin" not in hub_server.files("tester/no-pickles")
+    assert not {"training_args.bin", "training_args.json"} & set(hub_server.files("tester/no-pickles"))
 
 
 def test_hub_token_is_in_no_file_log_card_or_error(model_factory, tokenizer, tmp_path, hub_server, caplog, capfd):
@@ -126,7 +121,7 @@ def test_hub_token_is_in_no_file_log_card_or_error(model_factory, tokenizer, tmp
              **{f"error {i}": f"{e!r} {e}" for i, e in enumerate(errors)}}
     assert not [name for name, text in texts.items() if token in text]
     files = [p for root in (tmp_path / "out", tmp_path / "space") for p in root.rglob("*") if p.is_file()]
-    assert any(p.name == "training_args.bin" for p in files)  # the checkpoint kept one: scanned too
+    assert any(p.name == "training_args.json" for p in files)  # the checkpoint kept one: scanned too
     assert not [str(p) for p in files if token.encode() in p.read_bytes()]
     pushed = [*hub_server.files("tester/secret-check").items(),
               *hub_server.files("tester/secret-check-demo", repo_type="space").items()]
