@@ -3,8 +3,12 @@ JSON; a checkpoint folder holds no .pt/.pth/.bin file; a run resumed with every 
 of an uninterrupted run; checkpoints written by plain transformers still resume."""
 
 import json
+import os
 import pickle
 import random
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from hf_distill import checkpoint_state as cs
 from hf_distill.checkpoint_state import CheckpointStateError
 from tests import tiny
 
+REPO = Path(__file__).resolve().parents[1]
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".ckpt"}
 
 
@@ -281,3 +286,29 @@ def test_an_unstorable_scheduler_is_refused_before_training(build, tmp_path):
     with pytest.raises(CheckpointStateError, match=r"lr_lambdas.0.fn.*`lr_scheduler_type`.*--save_only_model"):
         trainer.train()
     assert trainer.state.global_step == 0 and not (tmp_path / "run" / "checkpoint-2").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
+def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tmp_path):
+    def torchrun(*extra):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = ["torchrun", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                   "-m", "tests.scripts.resume_train", str(tmp_path), *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    torchrun()
+    names = {path.name for path in (tmp_path / "checkpoint-2").iterdir()}
+    assert {"rng_state_0.json", "rng_state_0.safetensors", "rng_state_1.json", "rng_state_1.safetensors"} <= names
+    assert not [name for name in names if Path(name).suffix in PICKLE_SUFFIXES]
+    (tmp_path / "checkpoint-4").rename(tmp_path / "uninterrupted-4")
+    torchrun("--resume")  # with torch.load and pickle refused in both processes
+    expected = load_file(str(tmp_path / "uninterrupted-4" / "model.safetensors"))
+    actual = load_file(str(tmp_path / "checkpoint-4" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(actual[name], expected[name]), name

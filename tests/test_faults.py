@@ -45,6 +45,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_student(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
+    assert not [p.name for p in first.iterdir() if p.suffix in (".pt", ".pth", ".bin")]  # resumed without pickle
     # A checkpoint cut off mid-save must be skipped, not loaded.
     partial = tmp_path / "killed" / "checkpoint-999"
     partial.mkdir()

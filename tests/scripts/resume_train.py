@@ -1,0 +1,52 @@
+"""Distil a tiny teacher into a tiny student with checkpoints, optionally resuming; run by
+`tests/test_checkpoint_state.py` under `torchrun --nproc_per_node 2` (gloo, CPU) to check per-process RNG files and a
+resume across processes.
+
+python -m tests.scripts.resume_train OUTPUT_DIR [--max-steps N] [--save-steps K] [--resume]
+"""
+
+import argparse
+import pickle
+
+import torch
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from tests import tiny
+
+
+def _refuse_unpickling():
+    def refused(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    for name in ("load", "loads", "Unpickler"):
+        setattr(pickle, name, refused)
+    torch.load = refused
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir")
+    parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--save-steps", type=int, default=2)
+    parser.add_argument("--resume", action="store_true")
+    cli = parser.parse_args()
+    if cli.resume:  # the resume reads safetensors and JSON only
+        _refuse_unpickling()
+
+    tokenizer = tiny.build_tokenizer()
+    factory = tiny.ModelFactory(tokenizer)
+    args = DistillationConfig(
+        output_dir=cli.output_dir, report_to="none", max_steps=cli.max_steps, save_strategy="steps",
+        save_steps=cli.save_steps, per_device_train_batch_size=2, learning_rate=5e-3, lr_scheduler_type="cosine",
+        warmup_steps=1, logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = DistillationTrainer(
+        model=factory("llama", seed=1), teacher_model=factory("qwen2", hidden=48, seed=2), args=args,
+        train_dataset=tiny.prompt_completion_dataset(32, seed=5), processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=True if cli.resume else None)
+
+
+if __name__ == "__main__":
+    main()
