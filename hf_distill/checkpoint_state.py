@@ -6,7 +6,7 @@ read back with `torch.load(weights_only=True)`) and `training_args.bin` (a pickl
 
 | state | files |
 |---|---|
-| optimizer | `optimizer.json` (param groups, non-tensor state) + `optimizer.safetensors` (per-parameter tensors, keyed like `state.0.exp_avg`) |
+| optimizer | `optimizer.json` (param groups, non-tensor values) + `optimizer.safetensors` (`state.0.exp_avg`, ...) |
 | LR scheduler | `scheduler.json` |
 | grad scaler (fp16) | `scaler.json` |
 | RNG | `rng_state.json` + `rng_state.safetensors` (`rng_state_{rank}.*` per process when `world_size > 1`) |

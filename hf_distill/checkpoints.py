@@ -3,6 +3,11 @@
 `Trainer` writes `trainer_state.json` last when it saves a checkpoint, so a folder without it was cut off mid-write
 (a crash, a SIGKILL, a pre-empted node). transformers would pick such a folder as "the last checkpoint" and fail to
 load it; resuming from the newest complete one instead loses nothing that had been finished.
+
+The files written before it (weights, then `optimizer.json`/`.safetensors`, `scheduler.json`, `scaler.json`,
+`rng_state*.json`/`.safetensors` of [`hf_distill.checkpoint_state`]) are each replaced atomically, so a folder with
+`trainer_state.json` holds them whole. (Processes other than the first write their `rng_state_{rank}` files without
+waiting for it; a folder missing one resumes with that process's RNG unrestored, as transformers does.)
 """
 
 from __future__ import annotations

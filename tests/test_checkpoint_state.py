@@ -1,6 +1,6 @@
-"""Checkpoints without pickle: optimizer, scheduler, scaler and RNG states round-trip exactly through safetensors +
-JSON; a checkpoint folder holds no .pt/.pth/.bin file; a run resumed with every unpickler disabled ends with the weights
-of an uninterrupted run; checkpoints written by plain transformers still resume."""
+"""Checkpoints without pickle: optimizer, scheduler, scaler and RNG states round-trip exactly through safetensors
++ JSON; a checkpoint folder holds no .pt/.pth/.bin file; a run resumed with every unpickler disabled ends with the
+weights of an uninterrupted run (one process and two); checkpoints written by plain transformers still resume."""
 
 import json
 import os
@@ -55,7 +55,7 @@ def _assert_same(actual, expected, path="state"):
             _assert_same(actual[key], expected[key], f"{path}.{key}")
     elif isinstance(expected, (list, tuple)):
         assert len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             _assert_same(a, e, f"{path}.{i}")
     else:
         assert actual == expected or (actual != actual and expected != expected), path  # NaN == NaN here
@@ -97,7 +97,7 @@ def test_optimizer_state_round_trips_exactly_and_resumes_identically(name, tmp_p
         opt.zero_grad()
         m(batch).square().sum().backward()
         opt.step()
-    for a, b in zip(model.parameters(), twin_model.parameters()):
+    for a, b in zip(model.parameters(), twin_model.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -219,8 +219,8 @@ def _args(output_dir, **kwargs):
 def build(model_factory, tokenizer):
     def trainer(output_dir, trainer_class=DistillationTrainer, **kwargs):
         return trainer_class(model=model_factory("llama", seed=1), teacher_model=model_factory("llama", seed=2),
-                             args=_args(output_dir, **kwargs), train_dataset=tiny.prompt_completion_dataset(16, seed=4),
-                             processing_class=tokenizer)
+                             args=_args(output_dir, **kwargs), processing_class=tokenizer,
+                             train_dataset=tiny.prompt_completion_dataset(16, seed=4))
 
     return trainer
 

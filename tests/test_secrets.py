@@ -79,7 +79,8 @@ def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     resumed.train(resume_from_checkpoint=True)
     # Optimizer, scheduler and RNG state are safetensors + JSON (hf_distill.checkpoint_state): no pickle at all.
     checkpoint = Path(resumed.args.output_dir) / "checkpoint-1"
-    assert {"optimizer.safetensors", "scheduler.json", "rng_state.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+    names = {path.name for path in checkpoint.iterdir()}
+    assert {"optimizer.safetensors", "scheduler.json", "rng_state.safetensors"} <= names
     assert not [p.name for p in Path(resumed.args.output_dir).rglob("*") if p.suffix in (".pt", ".pth", ".bin")]
     resumed.save_model()
     saved = Path(resumed.args.output_dir)
