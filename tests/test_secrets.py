@@ -1,5 +1,5 @@
 """Secrets: the Hub token appears in no file, log line, card or error message; only safetensors are loaded; nothing
-is unpickled with plain pickle on the way from local folders through training, resume, benchmark and push."""
+is unpickled on the way from local folders through training, resume, benchmark and push."""
 
 import logging
 import pickle
