@@ -13,9 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PickledWeightsError", "check_safetensors_weights", "safe_init_kwargs"]
+__all__ = ["WEIGHT_FILE_PATTERNS", "PickledWeightsError", "check_safetensors_weights", "safe_init_kwargs"]
 
 _PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+#: The files of a saved model's weights (full or adapter, sharded or not), and not the other state a checkpoint
+#: folder holds beside them (optimizer.safetensors, rng_state*.safetensors, training_args.json, ...).
+WEIGHT_FILE_PATTERNS = (
+    "model*.safetensors", "adapter_model*.safetensors", "pytorch_model*.bin", "adapter_model.bin", "*.gguf",
+)
 
 
 class PickledWeightsError(ValueError):

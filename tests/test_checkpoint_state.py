@@ -332,3 +332,16 @@ def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tm
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(actual[name], expected[name]), name
+
+
+def test_weight_sizes_and_hashes_count_the_model_not_the_checkpoint_state(build, tmp_path):
+    from hf_distill.benchmark.cost import weights_on_disk
+    from hf_distill.provenance.collect import weight_file_hashes
+
+    trainer = build(tmp_path / "run", max_steps=1)
+    trainer.train()
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    assert {"optimizer.safetensors", "model.safetensors"} <= {path.name for path in checkpoint.iterdir()}
+    assert set(weight_file_hashes(checkpoint)) == {"model.safetensors"}
+    size, where = weights_on_disk(trainer.model, str(checkpoint))
+    assert size == (checkpoint / "model.safetensors").stat().st_size, where

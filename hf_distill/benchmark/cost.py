@@ -27,12 +27,11 @@ from torch import nn
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
 from ..heads import unwrap_model
+from ..safe_loading import WEIGHT_FILE_PATTERNS
 from .generation import generate_batch, model_device
 from .report import CostMetrics, Hardware, LatencyResult, Measurement
 
 __all__ = ["describe_hardware", "measure_cost", "measure_latency", "weights_on_disk"]
-
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
 
 
 # -- size -----------------------------------------------------------------------------------------------------------
@@ -47,7 +46,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _folder_weight_bytes(folder: str) -> int:
-    files = {path for pattern in _WEIGHT_PATTERNS for path in glob.glob(os.path.join(folder, pattern))}
+    files = {path for pattern in WEIGHT_FILE_PATTERNS for path in glob.glob(os.path.join(folder, pattern))}
     return sum(os.path.getsize(path) for path in files)
 
 
@@ -55,7 +54,7 @@ def _hub_cache_folder(repo_id: str) -> str | None:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(repo_id, local_files_only=True, allow_patterns=list(_WEIGHT_PATTERNS))
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=list(WEIGHT_FILE_PATTERNS))
     except Exception:  # not a repo id, or not in the local cache: the caller saves the model instead
         return None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..safe_loading import WEIGHT_FILE_PATTERNS
 from .record import DatasetRecord, Provenance, SourceRecord
 from .sources import dataset_record, model_details, model_record, sha256_file
 
@@ -36,8 +37,6 @@ _LIBRARIES = (
 )
 # Never recorded, whatever their value; `TrainingArguments.to_dict()` also masks every `*_token` field.
 _SECRET_FIELDS = ("hub_token", "push_to_hub_token")
-# Weight files by name: `training_args.bin` and optimizer states are pickles, not weights.
-_WEIGHT_PATTERNS = ("*.safetensors", "*.gguf", "pytorch_model*.bin", "adapter_model.bin")
 
 
 @functools.cache
@@ -99,7 +98,7 @@ def weight_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
     return {
         path.name: sha256_file(path)
         for path in sorted(folder.iterdir())
-        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in _WEIGHT_PATTERNS)
+        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in WEIGHT_FILE_PATTERNS)
     }
 
 
