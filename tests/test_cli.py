@@ -312,3 +312,18 @@ def test_push_command(trained, hub_server, capsys, monkeypatch):
     assert code == 0, err
     assert "model.safetensors" in hub_server.files("tester/cli-student") and "Pushed" in out
     assert hub_server.token not in out + err
+
+
+def test_train_with_push_to_hub_pushes_once_with_the_benchmark(assets, hub_server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    code, out, err = _run([
+        "train", "--model_name_or_path", assets["student"], "--teacher_model_name_or_path", assets["teacher"],
+        "--dataset_name", assets["data"], "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+        "--save_steps", "1", "--per_device_train_batch_size", "4", "--max_length", "64", "--report_to", "none",
+        "--use_cpu", "--benchmark_after_training", "--benchmark_max_new_tokens", "2", "--push_to_hub",
+        "--hub_model_id", "tester/cli-trained",
+    ], capsys)
+    assert code == 0, err
+    # One checked commit on top of the repo's first one: no checkpoint uploads, no extra push from `save_model`.
+    assert len(hub_server.commits("tester/cli-trained")) == 2 and "Pushed" in out
+    assert "benchmark/report.json" in hub_server.files("tester/cli-trained")
