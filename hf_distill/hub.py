@@ -38,6 +38,7 @@ __all__ = [
     "SpaceResult",
     "create_space",
     "push_student",
+    "require_token",
     "resolve_token",
     "validate_repo_id",
 ]
@@ -121,6 +122,15 @@ def validate_repo_id(repo_id: str, *, argument: str = "repo_id") -> str:
 def resolve_token(token: str | None = None) -> str | None:
     """The token to push with: `token`, else `HF_TOKEN`, else the one stored by `hf auth login`. Never logged."""
     return token or get_token()
+
+
+def require_token(token: str | None = None) -> str:
+    """[`resolve_token`], raising [`HubAuthError`] (before any request) when no token is found."""
+    token = resolve_token(token)
+    if not token:
+        raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
+                           "`hf auth login`. Nothing was uploaded.")
+    return token
 
 
 def _check_folder(folder: Path, mode: PushMode) -> None:
@@ -344,10 +354,7 @@ def push_student(
             f"The adapter's base {_adapter_base(folder)!r} is a local path: nobody else could load the adapter. Set "
             "`base_model_name_or_path` in adapter_config.json to the base's Hub id, or push with mode='merged'."
         )
-    token = resolve_token(token)
-    if not token:
-        raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
-                           "`hf auth login`. Nothing was uploaded.")
+    token = require_token(token)
     with tempfile.TemporaryDirectory(prefix="hf_distill_push_") as workdir:
         verdict, card, operations = _prepare(
             folder, repo_id, mode, provenance, report, Path(workdir), student_license=student_license,

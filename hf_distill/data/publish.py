@@ -67,14 +67,9 @@ def check_push_target(repo_id: str, token: str | None = None, *, argument: str =
     """The validated repo id and the token to push with; raises `PushError` / `HubAuthError` without any request.
     Call it before expensive work (generation, caching) whose result is to be pushed; `argument` names the option
     in the error (`"--push_to_hub"` for the CLI)."""
-    from ..hub import HubAuthError, resolve_token, validate_repo_id
+    from ..hub import require_token, validate_repo_id
 
-    repo_id = validate_repo_id(repo_id, argument=argument)
-    token = resolve_token(token)
-    if not token:
-        raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
-                           "`hf auth login`. Nothing was uploaded.")
-    return repo_id, token
+    return validate_repo_id(repo_id, argument=argument), require_token(token)
 
 
 def _load(dataset) -> tuple[dict[str, Dataset], DatasetCard | None]:
@@ -210,7 +205,7 @@ def push_dataset(
     '0 of 2000 texts flagged: nothing'
     ```
     """
-    from ..hub import validate_repo_id
+    from ..hub import require_token, validate_repo_id
 
     repo_id = validate_repo_id(repo_id)
     if max_shard_bytes < 1:
@@ -224,7 +219,7 @@ def push_dataset(
         report.warn_if_found(f"split {split!r} of the dataset for {repo_id}")
         check_publishable(report, what=f"split {split!r} of the dataset to {repo_id!r} (nothing was uploaded)",
                           allow_private_data=allow_private_data)
-    repo_id, token = check_push_target(repo_id, token)
+    token = require_token(token)
     with tempfile.TemporaryDirectory(prefix="hf_distill_dataset_push_") as workdir:
         workdir = Path(workdir)
         files = _parquet_files(splits, workdir, max_shard_bytes)
