@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["OutputHead", "add_hidden_states_forward", "backbone_hidden_states", "unwrap_model"]
+__all__ = ["OutputHead", "add_hidden_states_forward", "backbone_hidden_states", "is_quantized", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -20,6 +20,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if hasattr(model, "get_base_model"):  # PeftModel
         model = model.get_base_model()
     return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Whether bitsandbytes loaded the model (under any wrapper) 8-bit or 4-bit: such weights neither train nor move
+    between devices."""
+    inner = unwrap_model(model)
+    return bool(getattr(inner, "is_loaded_in_8bit", False) or getattr(inner, "is_loaded_in_4bit", False))
 
 
 def _logit_scale(text_config) -> float:

@@ -12,6 +12,7 @@ import os
 from torch import nn
 
 from .data.checks import EmptyCompletions, check_training_data
+from .heads import is_quantized
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _quantized_student(model, args) -> str | None:
     if isinstance(model, nn.Module):
         if hasattr(model, "peft_config") or getattr(model, "_hf_peft_config_loaded", False):
             return None  # a PeftModel, or a model with adapters loaded: the adapters train
-        if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
+        if is_quantized(model):
             return "it was loaded 8-bit/4-bit"
         return None
     config = (args.model_init_kwargs or {}).get("quantization_config")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..heads import unwrap_model
+from ..heads import is_quantized, unwrap_model
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from .errors import BenchmarkInputError
 
@@ -63,11 +63,7 @@ def _name_or_path(model: nn.Module) -> str:
 
 def _is_placed(model: nn.Module) -> bool:
     """Quantized and `device_map` models stay where they were loaded."""
-    inner = unwrap_model(model)
-    return bool(
-        getattr(inner, "is_loaded_in_8bit", False) or getattr(inner, "is_loaded_in_4bit", False)
-        or getattr(inner, "hf_device_map", None)
-    )
+    return is_quantized(model) or bool(getattr(unwrap_model(model), "hf_device_map", None))
 
 
 def _load(source: str, device: torch.device) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from ..heads import unwrap_model
+from ..heads import is_quantized, unwrap_model
 from ..teachers.local_model import load_teacher_model
 
 __all__ = ["TeacherProvenance", "load_offline_teacher", "path_provenance", "teacher_provenance"]
@@ -36,8 +36,7 @@ def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None,
     if tokenizer is None:
         tokenizer = _stored_tokenizer(teacher)
     model = load_teacher_model(teacher, model_kwargs)
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
-    if not isinstance(teacher, nn.Module) and not quantized and not getattr(model, "hf_device_map", None):
+    if not isinstance(teacher, nn.Module) and not is_quantized(model) and not getattr(model, "hf_device_map", None):
         from accelerate import PartialState
 
         model = model.to(PartialState().device)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..heads import OutputHead, backbone_hidden_states, unwrap_model
+from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from .base import TeacherHidden
@@ -71,11 +71,6 @@ def _warn_if_trainable(model: nn.Module) -> None:
             "`model=` (the student); load the teacher with `from_pretrained` to silence this warning.",
             num_trainable,
         )
-
-
-def _is_quantized(model: nn.Module) -> bool:
-    inner = unwrap_model(model)
-    return bool(getattr(inner, "is_loaded_in_8bit", False) or getattr(inner, "is_loaded_in_4bit", False))
 
 
 def _teacher_tokenizer(teacher: str | os.PathLike | nn.Module) -> PreTrainedTokenizerBase | None:
@@ -168,7 +163,7 @@ class LocalModelTeacher:
             from trl.models.utils import prepare_fsdp
 
             return prepare_fsdp(self.model, trainer.accelerator)
-        if _is_quantized(self.model):  # bitsandbytes models cannot be moved; they live where they were loaded
+        if is_quantized(self.model):  # bitsandbytes models cannot be moved; they live where they were loaded
             return self.model
         return trainer.accelerator.prepare_model(self.model, evaluation_mode=True)
 
