@@ -154,6 +154,11 @@ def save_state(state: Any, folder: str | os.PathLike, name: str, *, what: str | 
     """Write `state` to `folder/{name}.json` (+ `folder/{name}.safetensors` when it holds tensors); returns the file
     names written. The state is encoded before anything is written, so a refused state leaves no file behind."""
     tree, tensors = encode_state(state, what=what or name)
+    return _write_encoded(tree, tensors, folder, name)
+
+
+def _write_encoded(tree: Any, tensors: dict[str, torch.Tensor], folder: str | os.PathLike, name: str) -> list[str]:
+    """Write what [`encode_state`] returned: the tensors first, then the JSON that makes the state count as whole."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -236,12 +241,12 @@ def save_optimizer_and_scheduler(trainer, output_dir: str) -> bool:
         return False
     if not trainer.args.should_save:
         return True
-    try:  # encode before writing: a refused optimizer leaves no half-written state
-        encode_state(trainer.optimizer.state_dict(), what="optimizer")
+    try:  # encoded before anything is written: a refused optimizer leaves no half-written state
+        optimizer_tree, optimizer_tensors = encode_state(trainer.optimizer.state_dict(), what="optimizer")
     except CheckpointStateError as error:
         logger.warning("%s Saving it with torch.save (optimizer.pt), as transformers does.", error)
         return False
-    save_state(trainer.optimizer.state_dict(), output_dir, OPTIMIZER_STATE)
+    _write_encoded(optimizer_tree, optimizer_tensors, output_dir, OPTIMIZER_STATE)
     save_state(trainer.lr_scheduler.state_dict(), output_dir, SCHEDULER_STATE, what="LR scheduler")
     return True
 
