@@ -4,7 +4,6 @@ weights of an uninterrupted run (one process and two); checkpoints written by pl
 
 import json
 import os
-import pickle
 import random
 import shutil
 import socket
@@ -22,6 +21,7 @@ from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill import checkpoint_state as cs
 from hf_distill.checkpoint_state import CheckpointStateError
 from tests import tiny
+from tests.no_pickle import refuse_unpickling
 
 REPO = Path(__file__).resolve().parents[1]
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".ckpt"}
@@ -245,19 +245,6 @@ def build(model_factory, tokenizer):
     return trainer
 
 
-def _refuse_unpickling(monkeypatch):
-    class Refused:  # a class: libraries subclass pickle.Unpickler at import
-        def __init__(self, *args, **kwargs):
-            raise AssertionError("unpickling was attempted")
-
-        def __call__(self, *args, **kwargs):
-            raise AssertionError("unpickling was attempted")
-
-    for name in ("load", "loads", "Unpickler"):
-        monkeypatch.setattr(pickle, name, Refused)
-    monkeypatch.setattr(torch, "load", Refused)
-
-
 def test_checkpoints_hold_no_pickle_and_resume_without_unpickling(build, tmp_path, monkeypatch):
     first = build(tmp_path / "run")
     first.train()
@@ -270,7 +257,7 @@ def test_checkpoints_hold_no_pickle_and_resume_without_unpickling(build, tmp_pat
     assert json.loads(arguments)["lr_scheduler_type"] == "cosine" and "hf_checkpoint_state_secret" not in arguments
 
     # Resume from step 2 with every unpickler disabled: the same weights as the uninterrupted run.
-    _refuse_unpickling(monkeypatch)
+    refuse_unpickling(monkeypatch.setattr)
     (tmp_path / "run" / "checkpoint-4").rename(tmp_path / "run" / "uninterrupted-4")
     resumed = build(tmp_path / "run")
     resumed.train(resume_from_checkpoint=True)

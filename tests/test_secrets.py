@@ -2,7 +2,6 @@
 is unpickled on the way from local folders through training, resume, benchmark and push."""
 
 import logging
-import pickle
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from hf_distill.benchmark import benchmark
 from hf_distill.hub import create_space, push_student
 from hf_distill.safe_loading import PickledWeightsError
 from tests import tiny
+from tests.no_pickle import refuse_unpickling
 
 
 def _args(output_dir, **kwargs):
@@ -58,17 +58,7 @@ def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
     dataset = tiny.prompt_completion_dataset(8)
 
-    class Refused:  # a class, not a function: libraries (nltk) subclass pickle.Unpickler at import
-        def __init__(self, *args, **kwargs):
-            raise AssertionError("something was unpickled")
-
-        def __call__(self, *args, **kwargs):
-            raise AssertionError("something was unpickled")
-
-    monkeypatch.setattr(pickle, "Unpickler", Refused)
-    for name in ("load", "loads"):
-        monkeypatch.setattr(pickle, name, Refused)
-    monkeypatch.setattr(torch, "load", Refused)  # not even PyTorch's allow-list unpickler (weights_only=True)
+    refuse_unpickling(monkeypatch.setattr)  # torch.load too: not even PyTorch's allow-list unpickler
 
     def trainer(output_dir, **kwargs):
         return DistillationTrainer(model=student, teacher_model=teacher, args=_args(output_dir, **kwargs),

@@ -6,21 +6,10 @@ python -m tests.scripts.resume_train OUTPUT_DIR [--max-steps N] [--save-steps K]
 """
 
 import argparse
-import pickle
-
-import torch
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from tests import tiny
-
-
-def _refuse_unpickling():
-    def refused(*args, **kwargs):
-        raise AssertionError("something was unpickled")
-
-    for name in ("load", "loads", "Unpickler"):
-        setattr(pickle, name, refused)
-    torch.load = refused
+from tests.no_pickle import refuse_unpickling
 
 
 def main():
@@ -31,7 +20,7 @@ def main():
     parser.add_argument("--resume", action="store_true")
     cli = parser.parse_args()
     if cli.resume:  # the resume reads safetensors and JSON only
-        _refuse_unpickling()
+        refuse_unpickling()
 
     tokenizer = tiny.build_tokenizer()
     factory = tiny.ModelFactory(tokenizer)
