@@ -222,16 +222,6 @@ def _push(env, repo_id="tester/student", **kwargs):
         assert hub.requests == [], "a bad push reached the Hub"
 
 
-def _pickled_only(env, name: str) -> str:
-    """A saved tiny model whose weights are a pickled `pytorch_model.bin` (no safetensors)."""
-    from safetensors.torch import load_file
-
-    folder = Path(env.models.save(env.tmp_path / name, "llama", hidden=16, layers=1))
-    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
-    (folder / "model.safetensors").unlink()
-    return str(folder)
-
-
 def _corrupt_finished_cache(env):
     kwargs = dict(tokenizer=env.tokenizer, output_dir=env.tmp_path / "cache", top_k=4)
     cache_teacher_logits(env.assets.teacher, tiny.prompt_completion_dataset(2), **kwargs)
@@ -354,10 +344,12 @@ CASES = [
              args=_args(env, model_init_kwargs={"quantization_config": BitsAndBytesConfig(load_in_8bit=True)})),
          ModelSetupError, "The student is quantized (`model_init_kwargs['quantization_config']` is "
          "BitsAndBytesConfig) and no `peft_config` is given"),
-    Case("E-TEACHER-PICKLED-WEIGHTS", lambda env: env.trainer(teacher_model=_pickled_only(env, "teacher")),
+    Case("E-TEACHER-PICKLED-WEIGHTS", lambda env: env.trainer(
+        teacher_model=env.models.save_pickled(env.tmp_path / "teacher", "llama", hidden=16, layers=1)),
          PickledWeightsError, "`teacher_model` '"),
     Case("E-TEACHER-STUDENT-PICKLED-WEIGHTS",
-         lambda env: env.before_loading(model=_pickled_only(env, "student")),
+         lambda env: env.before_loading(
+             model=env.models.save_pickled(env.tmp_path / "student", "llama", hidden=16, layers=1)),
          PickledWeightsError, "holds pickled weights only (pytorch_model.bin); hf_distill loads safetensors only"),
     # Cached teacher logits.
     Case("E-CACHE-TOKENIZER",

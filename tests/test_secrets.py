@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.benchmark import benchmark
@@ -22,21 +21,11 @@ def _args(output_dir, **kwargs):
     return DistillationConfig(**{**settings, **kwargs})
 
 
-def _pickled_only(folder: Path) -> Path:
-    """Rewrite a saved model folder with a pickled `pytorch_model.bin` instead of `model.safetensors`."""
-    from safetensors.torch import load_file
-
-    weights = load_file(str(folder / "model.safetensors"))
-    (folder / "model.safetensors").unlink()
-    torch.save(weights, folder / "pytorch_model.bin")
-    return folder
-
-
 @pytest.mark.parametrize("role", ["teacher_model", "model"])
 def test_pickled_weights_are_refused_before_loading(role, model_factory, tokenizer, tmp_path):
-    pickled = _pickled_only(Path(model_factory.save(tmp_path / "pickled", "llama", seed=3)))
+    pickled = model_factory.save_pickled(tmp_path / "pickled", "llama", seed=3)
     safe = model_factory.save(tmp_path / "safe", "llama", seed=4)
-    models = {"model": safe, "teacher_model": safe} | {role: str(pickled)}
+    models = {"model": safe, "teacher_model": safe} | {role: pickled}
     fix = "teacher_model_init_kwargs" if role == "teacher_model" else "model_init_kwargs"
     with pytest.raises(PickledWeightsError, match=rf"`{role}` .* holds pickled weights only \(pytorch_model.bin\).*"
                        rf"save_pretrained.*`{fix}=\{{'use_safetensors': False\}}`"):

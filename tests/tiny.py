@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -85,6 +86,16 @@ class ModelFactory:
         model = self(arch, **kwargs)
         model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        return str(path)
+
+    def save_pickled(self, path, arch="llama", **kwargs):
+        """Like `save`, with the weights in a pickled `pytorch_model.bin` (as old checkpoints hold them) instead of
+        `model.safetensors`."""
+        from safetensors.torch import load_file
+
+        weights = Path(self.save(path, arch, **kwargs)) / "model.safetensors"
+        torch.save(load_file(str(weights)), weights.with_name("pytorch_model.bin"))
+        weights.unlink()
         return str(path)
 
 
