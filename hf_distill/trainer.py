@@ -75,6 +75,7 @@ class DistillationTrainer(SFTTrainer):
         processing_class=None,
         *,
         teacher_processing_class=None,
+        teacher_server=None,
         peft_config=None,
         **kwargs: Any,
     ):
@@ -95,6 +96,7 @@ class DistillationTrainer(SFTTrainer):
         self.teacher: TeacherSource = resolve_teacher_source(
             teacher_model, args, columns,
             teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
+            teacher_server=teacher_server,
         )
         super().__init__(
             model,
