@@ -90,9 +90,10 @@ class TemperedTopK(TeacherTopK):
     cross-entropy term stays at temperature 1, as in the dense loss."""
 
     def kd_terms(self, student_hidden, student_head: OutputHead, labels, settings: LossSettings) -> KDTerms:
+        tail = self._tail(student_head.vocab_size)
         if settings.temperature == 1.0:
-            return super().kd_terms(student_hidden, student_head, labels, settings)
-        tail = self.tail_log_probs if self.tail_log_probs is not None else tail_log_probs_from_topk(self.log_probs)
+            exact = TeacherTopK(self.token_ids, self.log_probs, tail)
+            return exact.kd_terms(student_hidden, student_head, labels, settings)
         top, tail = tempered_buckets(self.log_probs, tail, student_head.vocab_size, settings.temperature)
         logits = student_head.logits(student_hidden)
         scaled = _FixedLogits(logits.float() / settings.temperature, student_head.vocab_size)
@@ -101,6 +102,13 @@ class TemperedTopK(TeacherTopK):
                                 **kwargs, ce_type=settings.ce_type)
         ce = cross_entropy_per_token(log_softmax_fp32(logits), labels, ce_type=settings.ce_type).sum()
         return replace(terms, ce_sum=ce)
+
+    def _tail(self, vocab_size: int) -> torch.Tensor:
+        """The tail's log-mass, 1 - sum(top-k); none at all when the top-k is the whole vocabulary (rounding would
+        leave ~1e-7 there, against a student tail of exactly 0: an infinite gradient)."""
+        if self.log_probs.shape[-1] >= vocab_size:
+            return torch.full(self.log_probs.shape[:-1], float("-inf"), device=self.log_probs.device)
+        return tail_log_probs_from_topk(self.log_probs)
 
 
 class _Prefetcher:
