@@ -64,7 +64,10 @@ from hf_distill.privacy import PrivateDataError
 from hf_distill.provenance import Provenance, ProvenanceError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
+from hf_distill.teachers import ServedTeacher
+from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
 from tests import tiny
+from tests.served_teacher_server import TeacherServer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 ID_PATTERN = re.compile(r"\bE-[A-Z]+(?:-[A-Z0-9]+)+\b")
@@ -89,6 +92,11 @@ class Env:
     @property
     def hub(self):
         return self._request.getfixturevalue("hub_server")
+
+    @property
+    def served_url(self) -> str:
+        """The URL of a local vLLM/SGLang-speaking teacher server (vLLM's default `--max-logprobs` 20)."""
+        return self._request.getfixturevalue("served_teacher_server").url
 
     def student(self, **kwargs):
         return self.models("llama", hidden=16, layers=1, **kwargs)
@@ -136,6 +144,13 @@ class Assets:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, tokenizer, model_factory):
     return Assets(tmp_path_factory.mktemp("errors"), tokenizer, model_factory)
+
+
+@pytest.fixture(scope="module")
+def served_teacher_server(assets):
+    server = TeacherServer(assets.models.save(assets.root / "served", "llama", hidden=32, seed=2))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -387,6 +402,26 @@ CASES = [
     Case("E-CACHE-CORRUPT", _corrupt_finished_cache, CorruptShardError,
          "data-00000-of-00001.arrow does not match its sha256 recorded at write time"),
     Case("E-CACHE-NOT-A-BLOB", lambda env: decode_topk(b"not a blob at all"), CodecError, "bad magic bytes"),
+    # Served teachers (vLLM / SGLang over HTTP).
+    Case("E-SERVED-SETTINGS", lambda env: ServedTeacher("http://127.0.0.1:9", kind="tgi"), ServedTeacherError,
+         "`kind` is 'tgi'; choose one of vllm, sglang"),
+    Case("E-SERVED-API-KEY", lambda env: ServedTeacher("http://127.0.0.1:9", api_key_env="HF_DISTILL_UNSET_KEY"),
+         ServedTeacherError, "`api_key_env` is 'HF_DISTILL_UNSET_KEY', but that environment variable is unset"),
+    Case("E-SERVED-UNREACHABLE",
+         lambda env: env.trainer(teacher_model=ServedTeacher("http://127.0.0.1:9", max_retries=0)),
+         ServedTeacherUnavailable,
+         "The teacher server at http://127.0.0.1:9 did not answer GET /v1/models after 1 tries; last: connection"),
+    Case("E-SERVED-TOP-K-CAP", lambda env: env.trainer(teacher_model=ServedTeacher(env.served_url, top_k=21)),
+         ServedTeacherError, "returns at most 20 log-probs per position (its `--max-logprobs`)"),
+    Case("E-SERVED-TOKENIZER",
+         lambda env: env.trainer(model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=16, layers=1),
+                                 teacher_model=ServedTeacher(env.served_url, top_k=4),
+                                 processing_class=env.other_tokenizer),
+         ServedTeacherError, "they are different tokenizers, and logit distillation needs a shared one"),
+    Case("E-SERVED-PADDING-FREE",
+         lambda env: env.trainer(teacher_model=ServedTeacher(env.served_url, top_k=4),
+                                 args=_args(env, padding_free=True, max_length=None)),
+         ServedTeacherError, "`padding_free` (--padding_free) is True, but a served teacher scores each row"),
     # Licences (the push pre-flight: nothing reaches the Hub).
     Case("E-LICENSE-CONFLICT",
          lambda env: _push(env, teacher_license="gemma", student_license="apache-2.0"),
