@@ -3,6 +3,8 @@ in-process cached and dense losses, temperature is exact where documented, prefe
 (500s, timeouts, malformed JSON, a killed server, another tokenizer, top_k above the server's cap) gives the
 documented behaviour."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -92,6 +94,8 @@ def test_a_url_or_teacher_server_picks_the_served_teacher(clean_server, model_fa
         teacher_server=ServedTeacher(clean_server.url, "sglang", top_k=4),
         train_dataset=tiny.prompt_completion_dataset(4), processing_class=tokenizer)
     assert by_argument.teacher.kind == "sglang"
+    by_config = _trainer(model_factory, tokenizer, tmp_path / "c", None, teacher_model_name_or_path=clean_server.url)
+    assert isinstance(by_config.teacher, ServedTeacher)  # --teacher_model_name_or_path http://... on the CLI
 
 
 @pytest.mark.parametrize(("kind", "revision"), [("vllm", "unresolved"), ("sglang", "default")])
@@ -100,6 +104,7 @@ def test_provenance_names_the_served_model(kind, revision, clean_server, teacher
     trainer = _trainer(model_factory, tokenizer, tmp_path, ServedTeacher(clean_server.url, kind, top_k=4))
     assert trainer.teacher.teacher_provenance.name == teacher_dir
     assert trainer.teacher.teacher_provenance.revision == revision
+    assert trainer.collect_provenance().teacher.name == Path(teacher_dir).name  # what the card names
     pinned = ServedTeacher(clean_server.url, kind, top_k=4, revision="abc123")
     assert _trainer(model_factory, tokenizer, tmp_path, pinned).teacher.teacher_provenance.revision == "abc123"
 
@@ -267,3 +272,58 @@ def test_bad_settings_are_refused_before_any_request(kwargs, message):
     with pytest.raises(ServedTeacherError) as raised:
         ServedTeacher(**{"url": "http://127.0.0.1:9", **kwargs})
     assert message in str(raised.value)
+
+
+# -- two processes ----------------------------------------------------------------------------------------------------
+
+_DDP_SCRIPT = '''
+import json, sys
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.teachers import ServedTeacher
+from tests import tiny
+
+url, output_dir, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tokenizer = tiny.build_tokenizer()
+args = DistillationConfig(output_dir=output_dir, report_to="none", save_strategy="no", max_steps=3,
+                          per_device_train_batch_size=batch, learning_rate=1e-2, lr_scheduler_type="constant",
+                          logging_steps=1, seed=0, max_length=64, use_cpu=True, alpha=0.5, disable_tqdm=True)
+trainer = DistillationTrainer(model=tiny.ModelFactory(tokenizer)("llama", seed=1), args=args,
+                              teacher_server=ServedTeacher(url, top_k=len(tokenizer)),
+                              train_dataset=tiny.prompt_completion_dataset(24, seed=5), processing_class=tokenizer)
+trainer.train()
+rank = trainer.accelerator.process_index
+record = {"kd_losses": [e["kd_loss"] for e in trainer.state.log_history if "kd_loss" in e],
+          "prefetched": trainer.teacher._prefetcher.hits, "on_the_spot": trainer.teacher._prefetcher.misses}
+with open(f"{output_dir}/rank{rank}.json", "w") as handle:
+    json.dump(record, handle)
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_each_ask_for_their_own_rows(clean_server, tmp_path):
+    """Under DDP each rank sends its own rows: two processes of batch 2 log the losses of one process of batch 4."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    script = tmp_path / "ddp_served.py"
+    script.write_text(_DDP_SCRIPT)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    runs = {"one": [sys.executable, str(script)],
+            "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                    "127.0.0.1", "--master_port", str(port), str(script)]}
+    for name, command in runs.items():
+        (tmp_path / name).mkdir()
+        batch = "4" if name == "one" else "2"
+        done = subprocess.run(command + [clean_server.url, str(tmp_path / name), batch], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    ranks = [json.loads((tmp_path / "two" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["kd_losses"] == pytest.approx(one["kd_losses"], rel=1e-5)
+    assert [r["prefetched"] + r["on_the_spot"] for r in ranks] == [3, 3]  # one request per step on each rank
