@@ -45,6 +45,8 @@ class DistillationTrainer(SFTTrainer):
         args ([`DistillationConfig`], *optional*): training and distillation settings.
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, to check it
             matches the student's (found automatically when the teacher is a local folder).
+        teacher_server (`ServedTeacher`, *optional*): a teacher served by vLLM or SGLang over HTTP (its top-k
+            log-probs); `teacher_model="http://host:port"` is the same with the defaults.
         Other arguments are those of [`trl.SFTTrainer`].
 
     Example:
