@@ -224,6 +224,17 @@ def test_a_server_with_another_tokenizer_is_refused(other_tokenizer, tmp_path, m
         server.stop()
 
 
+def test_the_api_key_is_read_from_the_environment(teacher_dir, monkeypatch):
+    server = TeacherServer(teacher_dir, api_key="sekret")
+    try:
+        with pytest.raises(ServedTeacherError, match=r"refused .*/v1/models with HTTP 401: Unauthorized"):
+            ServedTeacher(server.url).client.model_info()
+        monkeypatch.setenv("TEACHER_KEY", "sekret")
+        assert ServedTeacher(server.url, api_key_env="TEACHER_KEY").client.model_info().served_name == "tiny-teacher"
+    finally:
+        server.stop()
+
+
 def _weights(folder):
     return load_file(str(next(folder.glob("model.safetensors"))))
 
