@@ -398,3 +398,28 @@ def test_every_rule_cites_its_clause_and_text_and_docs_list_them():
         row = f"\n| `{license_id}` |"
         assert row in docs, f"docs/licenses.md does not list {license_id}"
         assert rule.text_version in docs.split(row, 1)[1].split("\n", 1)[0], license_id
+
+
+def test_notice_carries_upstream_apache_notice_required_lines_and_modification(tmp_path):
+    """Apache-2.0 §4(d): a derivative work carries the attribution notices of the Work's NOTICE file; §4(b): modified
+    files say so. The student folder's own NOTICE comes first, unchanged."""
+    from hf_distill.hub import _notice_text
+    from hf_distill.provenance import Provenance, SourceRecord
+
+    upstream, student = tmp_path / "base", tmp_path / "student"
+    upstream.mkdir(), student.mkdir()
+    (upstream / "NOTICE").write_text("Base Model\nCopyright 2024 The Base Authors\n")
+    (student / "NOTICE").write_text("My own notice\n")
+    provenance = Provenance(
+        teacher=SourceRecord(role="teacher", license="qwen"),
+        base_model=SourceRecord(role="base_model", license="apache-2.0", local_folder=str(upstream)),
+    )
+    verdict = provenance.check_license()
+    lines = _notice_text(verdict, student, provenance).splitlines()
+    assert lines[0] == "My own notice"
+    assert "Copyright 2024 The Base Authors" in lines and "Base Model" in lines
+    assert any("changed from those of starting checkpoint (apache-2.0)" in line for line in lines)
+    # Outputs of an apache teacher are not the Work: its NOTICE does not travel.
+    provenance.base_model = None
+    provenance.teacher = SourceRecord(role="teacher", license="apache-2.0", local_folder=str(upstream))
+    assert _notice_text(provenance.check_license(), tmp_path / "none", provenance) is None
