@@ -1,5 +1,6 @@
 """Publish a distilled student: licence pre-flight and local card checks, then one commit with weights (safetensors),
-tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files.
+tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files (with the
+Hub's `.eval_results/*.yaml` files when the benchmark ran on Hub datasets).
 
 Shared Hub helpers live here too: repo-id validation and token resolution (the token is never logged or written)."""
 
@@ -18,7 +19,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, get_token
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
 
-from .card import PLOT_PATH, build_model_card, check_card
+from .card import PLOT_PATH, build_model_card, check_card, eval_results_files
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
 from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, weight_file_hashes
 from .safe_loading import safe_init_kwargs
@@ -296,6 +297,7 @@ def _prepare(
                             co2_eq_emissions=co2_eq_emissions, extra_metadata=extra_metadata)
     check_card(card)
     generated["README.md"] = str(card).encode()
+    generated |= {path: text.encode() for path, text in eval_results_files(card, repo_id).items()}  # same commit
     operations = [
         CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in _files_to_upload(source, mode)
     ]

@@ -209,7 +209,10 @@ def test_benchmark_report_is_pushed_with_plot_and_model_index(hub_server, folder
     result = push_student(folder, "tester/benchmarked", token=hub_server.token, report=report,
                           teacher_license="apache-2.0", dataset_licenses="cc0-1.0")
     assert {"benchmark/report.json", "benchmark/student_vs_teacher.png"} <= set(result.files)
+    # The Hub's .eval_results/ file for the Hub dataset travels in the same single commit.
+    assert ".eval_results/org_held-out.yaml" in result.files and len(hub_server.commits("tester/benchmarked")) == 2
     local = Path(snapshot_download("tester/benchmarked"))
+    assert "org/held-out" in (local / ".eval_results" / "org_held-out.yaml").read_text()
     assert BenchmarkReport.from_json(local / "benchmark" / "report.json").to_dict() == report.to_dict()
     card = ModelCard.load(local / "README.md")
     assert card.data.eval_results and "![Student versus teacher](benchmark/student_vs_teacher.png)" in card.text
