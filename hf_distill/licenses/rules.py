@@ -349,8 +349,8 @@ def _model_rules() -> list[LicenseRule]:
                        "FAIR Noncommercial Research License v1 §1.a (Noncommercial Research Uses only), §1.b.i "
                        "(derivative works distributed only under this licence, with a copy), §1.b.iii (FAIR "
                        "Acceptable Use Policy)", None),
-        _research_only("apple-amlr", "Apple Machine Learning Research Model License", 
-                       "https://huggingface.co/apple/DCLM-7B/blob/main/LICENSE", "2024 text (DCLM release)",
+        _research_only("apple-amlr", "Apple Machine Learning Research Model License",
+                       "https://huggingface.co/apple/FastVLM-0.5B/blob/main/LICENSE", "2025 text (FastVLM release)",
                        "Apple Machine Learning Research Model License: use, modification and distribution of the "
                        "model and Derivative Works exclusively for Research Purposes (non-commercial), with a copy "
                        "and the notice", "Apple Machine Learning Research Model is licensed under the Apple Machine "
