@@ -37,7 +37,8 @@ class Duties:
     """What a published student must carry, merged over all its sources.
 
     Args:
-        name_prefix (`str`, *optional*): the student's name must start with this (e.g. `"Llama"`).
+        name_prefix (`str`, *optional*): the student's name must start with this (e.g. `"Llama"`); a name without
+            it is a conflict.
         attribution_lines (`list[str]`): lines shown prominently at the top of the card ("Built with Llama").
         notice_lines (`list[str]`): the NOTICE file, one line each.
         license_copies (`list[str]`): licence ids whose text ships in `LICENSE`.

@@ -248,7 +248,7 @@ def _falcon() -> LicenseRule:
     terms = Terms(student_licenses=("falcon-llm-license",), mismatch="warn", additional_terms=True, license_copy=True,
                   modified_notice=True, clause=clause,
                   use_restrictions=("Falcon Acceptable Use Policy (binds derivative works): "
-                                    "https://falconllm-staging.tii.ae/falcon-2-acceptable-use-policy.html",),
+                                    "https://falconllm.tii.ae/falcon-terms-and-conditions.html",),
                   reason="TII Falcon License: derivatives keep its licence text and notices, and its acceptable-use "
                   "policy binds them.")
     outputs = replace(terms, license_copy=False, modified_notice=False,

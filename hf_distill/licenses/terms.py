@@ -12,8 +12,7 @@ Severity = Literal["ok", "warn", "conflict"]
 Role = Literal["weights", "outputs", "data"]
 
 # Licence ids the Hub accepts in `license:` metadata (anything else is published as `other` + `license_name`).
-# From the Hub documentation's licence table (hub-docs `repositories-licenses.md`, read 2025); `openmdw-1.1` was
-# added to that table after `openmdw-1.0`.
+# The licence table of the Hub documentation (hub-docs `repositories-licenses.md`), with `openmdw-1.1`.
 HUB_LICENSE_IDS = frozenset(
     """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
     afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0
