@@ -236,7 +236,7 @@ def _upstream_notices(provenance: Provenance) -> list[str]:
 
 def _notice_text(verdict: LicenseVerdict, folder: Path, provenance: Provenance | None = None) -> str | None:
     """NOTICE: the folder's own, the upstream NOTICE files, the required notice lines, and a statement of change for
-    each source whose licence asks modified files to say so (Apache-2.0 §4(b), Gemma §3.1(c), MRL-0.1 §2.3(b))."""
+    each source whose licence asks modified files to say so (Apache-2.0 §4(b), Gemma §3.1, MRL-0.1 §2.3(b))."""
     lines = (folder / "NOTICE").read_text().splitlines() if (folder / "NOTICE").is_file() else []
     added = _upstream_notices(provenance) if provenance is not None else []
     added += verdict.duties.notice_lines

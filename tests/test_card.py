@@ -331,7 +331,7 @@ def test_citation_year_is_the_release_year_of_the_installed_version():
 
 
 def test_card_shows_the_eu_restriction_and_modification_notice():
-    """Llama 4 Acceptable Use Policy (EU, multimodal models) and Gemma §3.1(c) (modified files say so) reach the
+    """Llama 4 Acceptable Use Policy (EU, multimodal models) and Gemma §3.1 (modified files say so) reach the
     card."""
     llama = build_model_card(_provenance(teacher_license="llama4", base=False), repo_id="me/Llama-tiny")
     assert "European Union" in llama.text

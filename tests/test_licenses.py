@@ -302,7 +302,7 @@ def test_mrl_carries_the_commercial_entity_limit_and_modification_notice():
 
 
 def test_required_notice_lines_and_modification_notices():
-    """Qwen §3(c) and Qwen Research §3(c) NOTICE lines; modified-files notices: Gemma §3.1(c), MRL §2.3(b), RAIL and
+    """Qwen §3(c) and Qwen Research §3(c) NOTICE lines; modified-files notices: Gemma §3.1, MRL §2.3(b), RAIL and
     DeepSeek §4(c); Apache-2.0 §4(b); NVIDIA Open Model License notice line."""
     notices = {
         "qwen": "Qwen is licensed under the Qwen LICENSE AGREEMENT, Copyright (c) Alibaba Cloud.",

@@ -45,10 +45,10 @@ __all__ = [
 ]
 
 # -- Gemma -----------------------------------------------------------------------------------------------------------
-# Gemma Terms of Use (last modified March 24, 2025): §1.1(e) "Model Derivatives" include models trained by
-# distillation or on Gemma outputs; §3.1 distribution: (a) the §3.2 use restrictions as an enforceable provision,
-# (b) a copy of the Agreement, (c) modified files carry prominent notices, (d) the "Notice" text file; §3.1's last
-# paragraph allows additional or different terms for Model Derivatives that otherwise comply.
+# Gemma Terms of Use (last modified March 24, 2025): §1.1 "Model Derivatives" include models trained by distillation
+# or on Gemma outputs; §3.1 distribution conditions: the §3.2 use restrictions as an enforceable provision, a copy of
+# the Agreement, modified files carry prominent notices, the "Notice" text file; §3.1's last paragraph allows
+# additional or different terms for Model Derivatives that otherwise comply.
 _GEMMA_TERMS = Terms(
     student_licenses=("gemma",),
     notice="Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
@@ -56,8 +56,8 @@ _GEMMA_TERMS = Terms(
     modified_notice=True,
     additional_terms=True,
     use_restrictions=("Gemma Prohibited Use Policy: https://ai.google.dev/gemma/prohibited_use_policy",),
-    clause="Gemma Terms of Use §1.1(e) ('Model Derivatives' include distillation), §3.1(a)-(d) (use restrictions, "
-    "copy, modified-files notices, NOTICE) and §3.1 last paragraph (additional terms allowed), §3.2",
+    clause="Gemma Terms of Use §1.1 ('Model Derivatives' include distillation), §3.1 conditions (use restrictions, "
+    "copy, modified-files notices, NOTICE) and last paragraph (additional terms allowed), §3.2",
     reason="Gemma Terms of Use: a model trained by distillation or on Gemma outputs is a 'Model Derivative' and is "
     "distributed under the Gemma Terms with their use restrictions, the NOTICE, marked changes and a copy of the "
     "terms; further terms (a non-commercial limit) may be added.",
@@ -413,8 +413,9 @@ def _gnu_rules() -> list[LicenseRule]:
 
 def _data_rules() -> list[LicenseRule]:
     cc = [creative_commons(f"cc-{elements}-{version}") for elements in CC_ELEMENTS for version in CC_VERSIONS]
-    odc_by = replace(ATTRIBUTION, clause="ODC-By 1.0 §4.2 (attribution for any use of the database)")
-    odbl = "ODbL 1.0 §4.3 (notices), §4.5(b)/§4.6 ('Produced Work': attribution only)"
+    odc_by = replace(ATTRIBUTION, clause="ODC-By 1.0 §4 (attribution notice for any use of the database)")
+    odbl = ("ODbL 1.0 §4.3 (a Produced Work carries a notice naming the Database; share-alike reaches Derivative "
+            "Databases, not Produced Works)")
     return cc + [
         LicenseRule("odc-by", "ODC Attribution License", "https://opendatacommons.org/licenses/by/1-0/",
                     "attribution", odc_by, odc_by, text_version="1.0"),
