@@ -426,6 +426,8 @@ CASES = [
     Case("E-LICENSE-CONFLICT",
          lambda env: _push(env, teacher_license="gemma", student_license="apache-2.0"),
          LicenseConflictError, "Licence conflict: pushing 'tester/student' as configured is not allowed"),
+    Case("E-LICENSE-NAME-PREFIX", lambda env: _push(env, teacher_license="llama3.1"),
+         LicenseConflictError, "The student's name 'student' must start with 'Llama' (e.g. Llama-student)"),
     # Push.
     Case("E-PUSH-REPO-ID", lambda env: validate_repo_id("no-namespace"), PushError,
          "`repo_id` is 'no-namespace': it must be `namespace/name`"),
