@@ -19,6 +19,7 @@ from torch import nn
 from ..heads import OutputHead, backbone_hidden_states
 from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
+from ..vocabulary import tokenizer_rows
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -109,7 +110,7 @@ def cache_teacher_logits(
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
-    head.vocab_size = min(head.num_rows, len(tokenizer))  # rows beyond the tokenizer: padding no id reaches
+    head.vocab_size = tokenizer_rows(tokenizer, head.num_rows, who="teacher")  # rows beyond: padding no id reaches
     if top_k > head.vocab_size:
         raise CacheSettingsError(
             f"`top_k` is {top_k} but the teacher's vocabulary has {head.vocab_size} tokens: choose top_k <= "
