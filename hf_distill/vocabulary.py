@@ -261,9 +261,10 @@ def check_shared_vocabulary(
     elif not same_tokenization(tokenizer, teacher_tokenizer, texts):
         raise VocabularyMismatchError(
             f"The teacher's tokenizer ({type(teacher_tokenizer).__name__}, {len(teacher_tokenizer)} tokens; "
-            f"{teacher_rows} embedding rows) does not tokenize text like the student's "
-            f"({type(tokenizer).__name__}, {num_tokens} tokens; {student_rows} embedding rows): logit distillation "
-            "needs the same tokenizer (vocabulary, merges, pre-tokenizer and normalizer; the teacher may add tokens). "
+            f"{teacher_rows} embedding rows) does not match the student's ({type(tokenizer).__name__}, "
+            f"{num_tokens} tokens; {student_rows} embedding rows): it splits text into other token ids. Logit "
+            "distillation needs the same tokenizer (vocabulary, merges, pre-tokenizer and normalizer; the teacher may "
+            "add tokens). "
             f"Choose a teacher of the student's family, check `{argument}=` names the teacher's own tokenizer, "
             + _SEQUENCE_LEVEL_FIX
         )

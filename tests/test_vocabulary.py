@@ -11,6 +11,7 @@ import torch
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.benchmark import benchmark
 from hf_distill.data import cache_teacher_logits
+from hf_distill.data.teacher import load_offline_teacher
 from hf_distill.vocabulary import (
     VocabularyMismatchError,
     check_shared_vocabulary,
@@ -82,7 +83,7 @@ def test_hub_teacher_tokenizer_follows_revision_and_cache_dir(hub_server, empty_
     first = hub_server.seed_repo("acme/tiny-teacher", _files(model_factory.save(tmp_path / "teacher", "qwen2")))
     other_tokenizer.save_pretrained(tmp_path / "other")
     hub_server.seed_repo("acme/tiny-teacher", _files(tmp_path / "other"))
-    with pytest.raises(VocabularyMismatchError, match="does not tokenize text like the student's"):
+    with pytest.raises(VocabularyMismatchError, match="does not match the student's.*other token ids"):
         _trainer(tmp_path / "out", model_factory("llama", seed=1), "acme/tiny-teacher", tokenizer)
     cache_dir = tmp_path / "own_cache"
     trainer = _trainer(tmp_path / "out", model_factory("llama", seed=1), "acme/tiny-teacher", tokenizer,
@@ -106,6 +107,12 @@ def test_folder_without_tokenizer_of_another_size_is_refused(model_factory, toke
     with pytest.raises(VocabularyMismatchError, match=r"(?s)450 embedding rows, where the student's tokenizer of "
                                                       r"384 tokens pads to 384" + FIX):
         _trainer(tmp_path, model_factory("llama", seed=1), str(tmp_path / "teacher"), tokenizer)
+
+
+def test_offline_teacher_without_tokenizer_files_is_named(model_factory, tmp_path):
+    model_factory("qwen2", hidden=48).save_pretrained(tmp_path / "teacher")
+    with pytest.raises(ValueError, match="No tokenizer is stored with the teacher.*`tokenizer=`, --tokenizer"):
+        load_offline_teacher(str(tmp_path / "teacher"))
 
 
 # -- item 3: a teacher with another tokenizer is refused -----------------------------------------------------------
@@ -139,7 +146,7 @@ def test_byte_level_student_and_bpe_teacher_are_refused(byte_tokenizer, bpe_toke
     text = tiny.CORPUS[0]
     assert byte_tokenizer(text)["input_ids"] != bpe_tokenizer(text)["input_ids"]
     teacher = tiny.ModelFactory(bpe_tokenizer)("llama", hidden=48)
-    with pytest.raises(VocabularyMismatchError, match="does not tokenize text like the student's" + FIX):
+    with pytest.raises(VocabularyMismatchError, match="does not match the student's.*other token ids" + FIX):
         _trainer(tmp_path, tiny.ModelFactory(byte_tokenizer)("llama"), teacher, byte_tokenizer,
                  teacher_processing_class=bpe_tokenizer)
 
@@ -166,6 +173,12 @@ def test_same_ids_on_the_training_text_prove_the_same_tokenization(byte_tokenize
     assert not same_tokenization(byte_tokenizer, bpe_tokenizer, texts=tiny.CORPUS[:8])
     with pytest.raises(VocabularyMismatchError, match=r"teacher's vocabulary \(300 embedding rows\) is smaller"):
         check_shared_vocabulary(tokenizer, student_rows=384, teacher_rows=300, teacher_tokenizer=tokenizer)
+
+
+def test_cache_refuses_a_teacher_of_another_tokenizer(tokenizer, other_tokenizer, tmp_path):
+    teacher = tiny.ModelFactory(other_tokenizer).save(tmp_path / "teacher", "llama", hidden=32)
+    with pytest.raises(VocabularyMismatchError, match="does not match the student's.*other token ids"):
+        cache_teacher_logits(teacher, tiny.text_dataset(2), tokenizer=tokenizer, output_dir=tmp_path / "cache")
 
 
 # -- item 4: both vocabularies padded --------------------------------------------------------------------------------

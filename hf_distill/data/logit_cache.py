@@ -16,10 +16,10 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from ..heads import OutputHead, backbone_hidden_states
+from ..heads import OutputHead, backbone_hidden_states, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
-from ..vocabulary import tokenizer_rows
+from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -110,7 +110,14 @@ def cache_teacher_logits(
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
-    head.vocab_size = tokenizer_rows(tokenizer, head.num_rows, who="teacher")  # rows beyond: padding no id reaches
+    # The teacher reads the ids of `tokenizer`, given as the teacher's: the training rule checks it against the one
+    # saved with the teacher when there is one (rows beyond the tokenizer are padding no id reaches).
+    config = unwrap_model(model).config
+    saved = find_tokenizer(teacher, config=config, **hub_kwargs(model_kwargs))
+    head.vocab_size = check_shared_vocabulary(
+        tokenizer, student_rows=len(tokenizer), teacher_rows=head.num_rows, teacher_config=config,
+        teacher_tokenizer=saved if saved is not None else tokenizer, argument="tokenizer",
+    )
     if top_k > head.vocab_size:
         raise CacheSettingsError(
             f"`top_k` is {top_k} but the teacher's vocabulary has {head.vocab_size} tokens: choose top_k <= "
