@@ -44,7 +44,7 @@ class DistillationTrainer(SFTTrainer):
             `args.teacher_model_name_or_path`, or the cached teacher columns of the dataset.
         args ([`DistillationConfig`], *optional*): training and distillation settings.
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, to check it
-            matches the student's (found automatically when the teacher is a local folder).
+            matches the student's (otherwise fetched like the teacher: its folder, or its Hub repo at its revision).
         Other arguments are those of [`trl.SFTTrainer`].
 
     Example:

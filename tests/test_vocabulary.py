@@ -257,6 +257,16 @@ def test_benchmark_fidelity_follows_the_training_rule(model_factory, tokenizer, 
     assert report.student.fidelity is None
 
 
+def test_benchmark_teacher_without_a_tokenizer_is_checked_like_in_training(model_factory, tokenizer):
+    run = dict(task_metrics=("exact_match",), max_new_tokens=2, batch_sizes=(1,), num_latency_runs=1)
+    data = tiny.prompt_completion_dataset(3)
+    fitting = benchmark(model_factory("llama"), model_factory("llama", hidden=48), data, tokenizer=tokenizer, **run)
+    assert fitting.student.fidelity is not None
+    # 8 extra rows is no 64/128 round-up of 384 tokens: training refuses this teacher, so no fidelity either.
+    teacher = model_factory("llama", hidden=48, vocab_size=len(tokenizer) + 8)
+    assert benchmark(model_factory("llama"), teacher, data, tokenizer=tokenizer, **run).student.fidelity is None
+
+
 def test_tokenizer_saved_without_config_is_checked_alone(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "tokenizer_config.json").read_text())
