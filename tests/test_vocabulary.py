@@ -181,6 +181,16 @@ def test_cache_refuses_a_teacher_of_another_tokenizer(tokenizer, other_tokenizer
         cache_teacher_logits(teacher, tiny.text_dataset(2), tokenizer=tokenizer, output_dir=tmp_path / "cache")
 
 
+def test_cache_compares_tokenizers_on_the_data(model_factory, tokenizer, tmp_path):
+    # transformers loads the tokenizer of a qwen2 folder as a Qwen2Tokenizer (NFC normalizer, Qwen's split): another
+    # definition, which splits this data exactly as the student's does.
+    teacher = model_factory.save(tmp_path / "teacher", "qwen2", hidden=32)
+    assert not same_tokenization(tokenizer, find_tokenizer(teacher))
+    cached = cache_teacher_logits(teacher, tiny.text_dataset(2), tokenizer=tokenizer, output_dir=tmp_path / "cache",
+                                  top_k=4)
+    assert len(cached) == 2
+
+
 # -- item 4: both vocabularies padded --------------------------------------------------------------------------------
 
 

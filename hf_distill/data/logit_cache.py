@@ -117,6 +117,7 @@ def cache_teacher_logits(
     head.vocab_size = check_shared_vocabulary(
         tokenizer, student_rows=len(tokenizer), teacher_rows=head.num_rows, teacher_config=config,
         teacher_tokenizer=saved if saved is not None else tokenizer, argument="tokenizer",
+        texts=_sample_texts(dataset, tokenizer) if saved is not None else (),
     )
     if top_k > head.vocab_size:
         raise CacheSettingsError(
@@ -139,6 +140,12 @@ def cache_teacher_logits(
         dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
         finalize=finalize,
     )
+
+
+def _sample_texts(dataset: Dataset, tokenizer, num_rows: int = 16) -> list[str]:
+    """The first rows as the teacher will read them (tokenized like SFT, decoded), to compare tokenizers on."""
+    sample = tokenize_like_sft(dataset.select(range(min(num_rows, len(dataset)))), tokenizer)
+    return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in sample["input_ids"]]
 
 
 def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_length: int | None) -> None:
