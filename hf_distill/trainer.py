@@ -44,7 +44,7 @@ class DistillationTrainer(SFTTrainer):
             `args.teacher_model_name_or_path`, or the cached teacher columns of the dataset.
         args ([`DistillationConfig`], *optional*): training and distillation settings.
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, to check it
-            matches the student's (found automatically when the teacher is a local folder).
+            matches the student's (otherwise fetched like the teacher: its folder, or its Hub repo at its revision).
         teacher_server (`ServedTeacher`, *optional*): a teacher served by vLLM or SGLang over HTTP (its top-k
             log-probs); `teacher_model="http://host:port"` is the same with the defaults.
         Other arguments are those of [`trl.SFTTrainer`].

@@ -66,6 +66,7 @@ from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
 from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
+from hf_distill.vocabulary import VocabularyMismatchError
 from tests import tiny
 from tests.served_teacher_server import TeacherServer
 
@@ -211,6 +212,12 @@ def _shared_lm_head(env):
     return env.trainer(model=student, teacher_model=teacher)
 
 
+def _teacher_with_foreign_eos(env):
+    teacher = env.models("llama", hidden=32)
+    teacher.config.eos_token_id = 100  # an ordinary token of the student's tokenizer
+    return env.trainer(teacher_model=teacher)
+
+
 def _empty_completion_rows(env, empty_rows):
     data = tiny.prompt_completion_dataset(4).to_dict()
     for row in empty_rows:
@@ -327,6 +334,15 @@ CASES = [
          lambda env: env.trainer(teacher_model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=32),
                                  teacher_processing_class=env.other_tokenizer),
          ValueError, "does not match the student's"),
+    Case("E-TEACHER-VOCAB-UNKNOWN",
+         lambda env: env.trainer(teacher_model=env.models("llama", hidden=32, vocab_size=len(env.tokenizer) + 8)),
+         VocabularyMismatchError, "The teacher's tokenizer could not be found, and what can be checked does not match "
+         "the student's: the teacher has 392 embedding rows"),
+    Case("E-TEACHER-VOCAB-SPECIAL-IDS", _teacher_with_foreign_eos, VocabularyMismatchError,
+         "special-token ids [100] that are no special tokens of the student's tokenizer"),
+    Case("E-TEACHER-VOCAB-STUDENT-ROWS",
+         lambda env: env.trainer(model=env.student(vocab_size=300)), VocabularyMismatchError,
+         "The student's vocabulary (300 embedding rows) is smaller than the tokenizer the data is read with"),
     Case("E-TEACHER-PEFT-TRAINABLE",
          lambda env: env.trainer(teacher_model=get_peft_model(env.student(), LoraConfig(target_modules=["q_proj"]))),
          ValueError, "The teacher is a PEFT model with trainable adapters"),

@@ -181,14 +181,15 @@ def run_generate(args: GenerateArguments) -> int:
 
 
 def run_cache_logits(args: CacheLogitsArguments) -> int:
-    from transformers import AutoTokenizer
-
     from ..data import cache_teacher_logits
+    from ..vocabulary import find_tokenizer, hub_kwargs
 
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
+    # The teacher's own tokenizer is fetched like the teacher; None (no tokenizer files) is refused by the cache.
+    located = {} if args.tokenizer else hub_kwargs(model_kwargs)
+    tokenizer = find_tokenizer(args.tokenizer or args.teacher, **located)
     cached = cache_teacher_logits(
         args.teacher,
         load_dataset_argument(args, args.dataset_train_split),

@@ -16,9 +16,10 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from ..heads import OutputHead, backbone_hidden_states
+from ..heads import OutputHead, backbone_hidden_states, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
+from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
 from .codec import CODEC_NAME, TopKCodec
 from .format import (
@@ -109,7 +110,15 @@ def cache_teacher_logits(
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
-    head.vocab_size = min(head.num_rows, len(tokenizer))  # rows beyond the tokenizer: padding no id reaches
+    # The teacher reads the ids of `tokenizer`, given as the teacher's: the training rule checks it against the one
+    # saved with the teacher when there is one (rows beyond the tokenizer are padding no id reaches).
+    config = unwrap_model(model).config
+    saved = find_tokenizer(teacher, config=config, **hub_kwargs(model_kwargs))
+    head.vocab_size = check_shared_vocabulary(
+        tokenizer, student_rows=len(tokenizer), teacher_rows=head.num_rows, teacher_config=config,
+        teacher_tokenizer=saved if saved is not None else tokenizer, argument="tokenizer",
+        texts=_sample_texts(dataset, tokenizer) if saved is not None else (),
+    )
     if top_k > head.vocab_size:
         raise CacheSettingsError(
             f"`top_k` is {top_k} but the teacher's vocabulary has {head.vocab_size} tokens: choose top_k <= "
@@ -131,6 +140,12 @@ def cache_teacher_logits(
         dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
         finalize=finalize,
     )
+
+
+def _sample_texts(dataset: Dataset, tokenizer, num_rows: int = 16) -> list[str]:
+    """The first rows as the teacher will read them (tokenized like SFT, decoded), to compare tokenizers on."""
+    sample = tokenize_like_sft(dataset.select(range(min(num_rows, len(dataset)))), tokenizer)
+    return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in sample["input_ids"]]
 
 
 def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_length: int | None) -> None:

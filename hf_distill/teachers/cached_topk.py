@@ -14,6 +14,7 @@ import torch
 from ..data.format import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
 from ..data.teacher import TeacherProvenance
 from ..losses.sparse import SparseTeacherError
+from ..vocabulary import tokenizer_rows
 from .base import TeacherTopK
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class CachedTopKTeacher:
         return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved"))
 
     def setup(self, trainer: DistillationTrainer) -> None:
+        # The cache holds the teacher's distribution over the tokenizer's ids: normalise the student over the same.
+        trainer.student_head.vocab_size = tokenizer_rows(trainer.tokenizer, trainer.student_head.num_rows)
         if trainer.args.temperature != 1.0:
             raise SparseTeacherError(
                 f"`temperature` (--temperature) is {trainer.args.temperature}, but a cached teacher holds "
