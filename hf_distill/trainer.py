@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,10 +15,11 @@ from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
-from .heads import OutputHead, add_hidden_states_forward
-from .losses.terms import KDTerms, LossSettings
+from .heads import OutputHead, final_hidden_states, unwrap_model
+from .losses.terms import LossSettings
 from .safe_loading import check_safetensors_weights, safe_init_kwargs
 from .teachers import TeacherSource, resolve_teacher_source
+from .token_stats import batch_stats, batch_tokens, mask_repeated_examples, trained_positions, window_means
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class DistillationTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "hf-distill", "distillation"]
     _name = "Distillation"
+    # `compute_loss` divides by the trained positions of the whole accumulated batch (`_get_num_items_in_batch`),
+    # whatever the model class's `accepts_loss_kwargs` says about its own loss.
+    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -107,9 +112,9 @@ class DistillationTrainer(SFTTrainer):
             **kwargs,
         )
         self._use_distillation_collator()
-        add_hidden_states_forward(self.model)
+        _remove_trl_fused_forward(self.model)
         self.student_head = OutputHead.from_model(self.model)
-        self.loss_settings = LossSettings.from_config(self.args)
+        self._stat_sums: dict[str, torch.Tensor] = {}  # per mode: summed stats of the current logging window
         self.teacher.setup(self)
         # The datasets as given: the provenance's privacy scan reads their text, which tokenizing or packing may drop.
         self._source_datasets = (train_dataset, eval_dataset)
@@ -199,58 +204,88 @@ class DistillationTrainer(SFTTrainer):
 
     # -- loss -------------------------------------------------------------------------------------------------------
 
+    @property
+    def loss_settings(self) -> LossSettings:
+        """The loss fields of `self.args`, read on every batch: a callback that changes `args.alpha` (or the
+        divergence, temperature, ...) changes the loss and its gradient from the next batch on."""
+        return LossSettings.from_config(self.args)
+
+    @loss_settings.setter
+    def loss_settings(self, settings: LossSettings) -> None:
+        settings.apply_to(self.args)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        labels = inputs["labels"][:, 1:]
-        position_mask = labels != -100
+        settings = self.loss_settings
+        labels = inputs["labels"]
+        if mode == "eval" and self.accelerator.num_processes > 1:
+            labels = mask_repeated_examples(labels, inputs, self.accelerator.gradient_state,
+                                            self.accelerator.process_index)
+        position_mask = trained_positions(labels)
         model_inputs = {key: inputs[key] for key in _MODEL_INPUT_KEYS if key in inputs}
-        hidden = model(**model_inputs, return_hidden_states_only=True)
-        student_hidden = hidden[:, :-1][position_mask]
+        student_hidden = final_hidden_states(model, **model_inputs)[:, :-1][position_mask]
         teacher_targets = self.teacher.targets(inputs, position_mask)
-        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[position_mask], self.loss_settings)
+        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[:, 1:][position_mask], settings)
+        objective = settings.alpha * terms.kd_sum + (1 - settings.alpha) * terms.ce_sum
 
         # Normalise by the tokens of the whole accumulated batch across processes, like SFTTrainer's loss.
         denominator = num_items_in_batch if num_items_in_batch is not None else terms.num_positions
-        denominator = torch.as_tensor(denominator, device=terms.kd_sum.device).clamp(min=1)
-        alpha = self.args.alpha
-        loss = (alpha * terms.kd_sum + (1 - alpha) * terms.ce_sum) / denominator
+        loss = objective / torch.as_tensor(denominator, device=terms.kd_sum.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self._tp_size)
 
-        self._log_terms(mode, terms, inputs)
+        self._record_stats(mode, objective, terms, inputs)
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
 
-    def _log_terms(self, mode: str, terms: KDTerms, inputs: dict[str, Any]) -> None:
-        gather = self.accelerator.gather_for_metrics
-        device = terms.kd_sum.device
-        stats = torch.stack(
-            [
-                terms.kd_sum.detach().float(),
-                terms.ce_sum.detach().float(),
-                terms.num_teacher_agree.float(),
-                terms.num_label_correct.float(),
-                torch.tensor(float(terms.num_positions), device=device),
-            ]
-        )
-        kd, ce, agree, correct, count = gather(stats.unsqueeze(0)).sum(0).tolist()
-        if count > 0:
-            metrics = self._metrics[mode]
-            metrics["kd_loss"].append(kd / count)
-            metrics["ce_loss"].append(ce / count)
-            metrics["teacher_agreement"].append(agree / count)
-            metrics["mean_token_accuracy"].append(correct / count)
-        if mode == "train":
-            if "attention_mask" in inputs:
-                local = inputs["attention_mask"].sum()
-            else:
-                local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
-            self._total_train_tokens += int(gather(local.reshape(1)).sum().item()) // self._tp_size
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        """The positions `compute_loss` trains on in the accumulated batch, summed over processes when
+        `average_tokens_across_devices`; counted here rather than by `Trainer`, which counts only for model classes
+        whose `accepts_loss_kwargs` is true."""
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return None
+        count = sum(trained_positions(batch["labels"]).sum().to(device) for batch in batch_samples)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return count // self._tp_size
 
+    def _record_stats(self, mode: str, objective: torch.Tensor, terms, inputs: dict[str, Any]) -> None:
+        """Add this micro-batch's sums, over every process (a plain all-reduce: each process's rows count once), to the
+        mode's logging window; `log` turns them into token-weighted means."""
+        tokens = batch_tokens(inputs) if mode == "train" else 0
+        stats = self.accelerator.reduce(batch_stats(objective, terms, tokens), reduction="sum")
+        if mode == "train":
+            self._total_train_tokens += int(stats[-1].item()) // self._tp_size
+        self._stat_sums[mode] = stats + self._stat_sums[mode] if mode in self._stat_sums else stats
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, with `kd_loss`, `ce_loss`, `teacher_agreement`, `mean_token_accuracy` (and the training `loss`)
+        as token-weighted means over the logging window or the whole eval set."""
+        mode = "train" if self.model.training else "eval"
+        sums = self._stat_sums.pop(mode, None)
+        means = None if sums is None else window_means(sums)
+        if means is not None:
+            for name in ("kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy"):
+                self._metrics[mode][name] = [means[name]]
+            if mode == "train" and "loss" in logs:
+                logs["loss"] = means["loss"]
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix: str = "eval"):
+        """`Trainer.evaluation_loop`, with `<prefix>_loss` the token-weighted mean over the whole eval set rather than
+        a mean of per-batch means."""
+        self._stat_sums.pop("eval", None)
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        means = window_means(self._stat_sums["eval"]) if "eval" in self._stat_sums else None
+        if means is not None and f"{metric_key_prefix}_loss" in output.metrics:
+            output.metrics[f"{metric_key_prefix}_loss"] = means["loss"]
+        return output
 
     # -- cached teacher datasets (offline-teachers issue) ----------------------------------------------------------
 
@@ -479,6 +514,17 @@ class DistillationTrainer(SFTTrainer):
                 self.args.hub_strategy, self.args.output_dir,
             )
             self._warned_checkpoint_push = True
+
+
+def _remove_trl_fused_forward(model) -> None:
+    """Drop the `forward` that `SFTTrainer` sets on the student instance (`trl.trainer.utils.add_fused_lm_head`): its
+    closure holds the original model, so a `copy.deepcopy` of the student (`trl.create_reference_model`, a second
+    trainer on a copy) would run the original's weights. This trainer never calls it (`compute_loss` reads the final
+    hidden states through a temporary hook, `heads.final_hidden_states`)."""
+    inner = unwrap_model(model)
+    code = getattr(getattr(vars(inner).get("forward"), "__func__", None), "__code__", None)
+    if code is not None and code.co_name == "_fused_forward" and "trl" in Path(code.co_filename).parts:
+        del inner.forward
 
 
 def _column_names(dataset) -> list[str]:

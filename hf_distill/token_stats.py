@@ -1,0 +1,79 @@
+"""What the trainer counts and logs, as token sums: the positions its loss trains on, the per-micro-batch sums of
+loss, KD, CE, agreement and accuracy, and the examples accelerate repeats to even out the last eval batch.
+
+Logged metrics are these sums over a whole logging window (or eval set) divided by its trained positions, so they do
+not depend on the batch size, gradient accumulation, packing or the number of processes."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["STATS", "batch_stats", "batch_tokens", "mask_repeated_examples", "trained_positions", "window_means"]
+
+#: the entries of a stats vector; the first five are divided by `positions` when logged.
+STATS = ("loss", "kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy", "positions", "tokens")
+
+
+def trained_positions(labels: torch.Tensor) -> torch.Tensor:
+    """`(batch, seq - 1)` mask of the next-token positions the loss counts: those whose label is not -100."""
+    return labels[:, 1:] != -100
+
+
+def batch_tokens(inputs: dict) -> torch.Tensor:
+    """Tokens the student read (TRL's `num_tokens`): the attention mask's ones, or every position when padding-free."""
+    if "attention_mask" in inputs:
+        return inputs["attention_mask"].sum()
+    return torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+
+
+def batch_stats(objective: torch.Tensor, terms, tokens: torch.Tensor | int) -> torch.Tensor:
+    """The float64 stats vector (ordered as [`STATS`]) of one micro-batch; `objective` is
+    `alpha * kd_sum + (1 - alpha) * ce_sum` with the alpha the loss used."""
+    device = terms.kd_sum.device
+    values = [objective, terms.kd_sum, terms.ce_sum, terms.num_teacher_agree, terms.num_label_correct]
+    values = [torch.as_tensor(v, device=device).detach().double() for v in values]
+    extra = torch.tensor([float(terms.num_positions), 0.0], dtype=torch.float64, device=device)
+    extra[1] = torch.as_tensor(tokens, device=device).double()
+    return torch.cat([torch.stack(values), extra])
+
+
+def window_means(sums: torch.Tensor) -> dict[str, float] | None:
+    """Token-weighted means of a window's summed stats (None when it trained no position), plus its `tokens`."""
+    values = dict(zip(STATS, sums.tolist(), strict=True))
+    positions = values["positions"]
+    if positions <= 0:
+        return None
+    means = {name: values[name] / positions for name in STATS[:5]}
+    means["tokens"] = values["tokens"]
+    return means
+
+
+def _example_ends(inputs: dict) -> list[int]:
+    """Where each example of a padding-free batch ends along its one row (exclusive token offsets)."""
+    if "example_lengths" in inputs:  # `DistillationCollator` records them: packed rows hold several documents
+        return torch.cumsum(inputs["example_lengths"], 0).tolist()
+    starts = (inputs["position_ids"][0] == 0).nonzero().flatten().tolist()  # one document per example
+    return starts[1:] + [inputs["position_ids"].shape[1]]
+
+
+def mask_repeated_examples(labels: torch.Tensor, inputs: dict, gradient_state, process_index: int) -> torch.Tensor:
+    """`labels` with the examples accelerate repeated at the end of the dataloader set to -100.
+
+    On several processes, accelerate completes the last batch of each process with examples from the start of the
+    dataset so that all batches are full; `gradient_state.remainder` says how many examples of that last global
+    batch are real, in process order. Summing stats over processes would count the repeats twice.
+    """
+    remainder = gradient_state.remainder
+    if not gradient_state.end_of_dataloader or remainder is None or remainder <= 0:
+        return labels
+    padding_free = "attention_mask" not in inputs and "position_ids" in inputs and labels.shape[0] == 1
+    ends = _example_ends(inputs) if padding_free else list(range(1, labels.shape[0] + 1))
+    real = min(max(remainder - process_index * len(ends), 0), len(ends))
+    if real == len(ends):
+        return labels
+    labels = labels.clone()
+    if padding_free:
+        labels[:, ends[real - 1] if real else 0:] = -100
+    else:
+        labels[real:] = -100
+    return labels
