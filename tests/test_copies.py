@@ -3,10 +3,12 @@ would run the original's weights (`copy.deepcopy`, `trl.create_reference_model`,
 
 import copy
 
+import pytest
 import torch
 import trl
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.heads import final_hidden_states
 from tests import tiny
 
 
@@ -79,3 +81,20 @@ def test_a_second_trainer_on_a_copy_trains_the_copy(tmp_path, model_factory, tok
     for name, param in original.named_parameters():
         assert param.grad is None, name
         assert torch.equal(param, original_weights[name]), name
+
+
+def test_final_hidden_states_match_the_models_own_and_leave_no_hook(model_factory, tokenizer):
+    model = model_factory("gemma2", seed=3).eval()  # soft-capped logits: the head's post-processing sees no rows
+    input_ids = _input_ids(tokenizer)
+    with torch.no_grad():
+        hidden = final_hidden_states(model, input_ids=input_ids)
+        expected = model(input_ids=input_ids, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(hidden, expected, rtol=0, atol=0)
+    assert not model.lm_head._forward_pre_hooks and "forward" not in vars(model)
+
+
+def test_final_hidden_states_refuse_a_head_the_forward_never_runs(model_factory, tokenizer):
+    model = model_factory("llama", seed=3)
+    model.get_output_embeddings = lambda: torch.nn.Linear(32, 8)  # not the module the forward projects with
+    with pytest.raises(RuntimeError, match="output head of LlamaForCausalLM ran 0 times in one forward"):
+        final_hidden_states(model, input_ids=_input_ids(tokenizer))
