@@ -6,9 +6,14 @@ not depend on the batch size, gradient accumulation, packing or the number of pr
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-__all__ = ["STATS", "batch_stats", "batch_tokens", "mask_repeated_examples", "trained_positions", "window_means"]
+__all__ = [
+    "STATS", "TokenStatsMixin", "batch_stats", "batch_tokens", "mask_repeated_examples", "trained_positions",
+    "window_means",
+]
 
 #: the entries of a stats vector; the first five are divided by `positions` when logged.
 STATS = ("loss", "kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy", "positions", "tokens")
@@ -77,3 +82,59 @@ def mask_repeated_examples(labels: torch.Tensor, inputs: dict, gradient_state, p
     else:
         labels[real:] = -100
     return labels
+
+
+class TokenStatsMixin:
+    """The `Trainer` methods that count tokens for [`DistillationTrainer`]: the accumulated batch's trained positions
+    (the loss's denominator) and the token sums behind the logged metrics. Put before `SFTTrainer` in the bases;
+    `compute_loss` calls `_record_stats` once per micro-batch and the instance sets `_stat_sums = {}`."""
+
+    # `compute_loss` divides by the trained positions of the whole accumulated batch (`_get_num_items_in_batch`),
+    # whatever the model class's `accepts_loss_kwargs` says about its own loss.
+    loss_is_scaled_for_ga = True
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        """The positions `compute_loss` trains on in the accumulated batch, summed over processes when
+        `average_tokens_across_devices`; counted here rather than by `Trainer`, which counts only for model classes
+        whose `accepts_loss_kwargs` is true."""
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return None
+        count = sum(trained_positions(batch["labels"]).sum().to(device) for batch in batch_samples)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        return count // self._tp_size
+
+    def _record_stats(self, mode: str, objective: torch.Tensor, terms, inputs: dict[str, Any]) -> None:
+        """Add this micro-batch's sums, over every process (a plain all-reduce: each process's rows count once), to the
+        mode's logging window; `log` turns them into token-weighted means."""
+        tokens = batch_tokens(inputs) if mode == "train" else 0
+        stats = self.accelerator.reduce(batch_stats(objective, terms, tokens), reduction="sum")
+        if mode == "train":
+            self._total_train_tokens += int(stats[-1].item()) // self._tp_size
+        self._stat_sums[mode] = stats + self._stat_sums[mode] if mode in self._stat_sums else stats
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, with `kd_loss`, `ce_loss`, `teacher_agreement`, `mean_token_accuracy` (and the training `loss`)
+        as token-weighted means over the logging window or the whole eval set."""
+        mode = "train" if self.model.training else "eval"
+        sums = self._stat_sums.pop(mode, None)
+        means = None if sums is None else window_means(sums)
+        if means is not None:
+            for name in ("kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy"):
+                self._metrics[mode][name] = [means[name]]
+            if mode == "train" and "loss" in logs:
+                logs["loss"] = means["loss"]
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix: str = "eval"):
+        """`Trainer.evaluation_loop`, with `<prefix>_loss` the token-weighted mean over the whole eval set rather than
+        a mean of per-batch means."""
+        self._stat_sums.pop("eval", None)
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        means = window_means(self._stat_sums["eval"]) if "eval" in self._stat_sums else None
+        if means is not None and f"{metric_key_prefix}_loss" in output.metrics:
+            output.metrics[f"{metric_key_prefix}_loss"] = means["loss"]
+        return output

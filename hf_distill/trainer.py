@@ -19,7 +19,7 @@ from .heads import OutputHead, final_hidden_states, unwrap_model
 from .losses.terms import LossSettings
 from .safe_loading import check_safetensors_weights, safe_init_kwargs
 from .teachers import TeacherSource, resolve_teacher_source
-from .token_stats import batch_stats, batch_tokens, mask_repeated_examples, trained_positions, window_means
+from .token_stats import TokenStatsMixin, mask_repeated_examples, trained_positions
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _MODEL_INPUT_KEYS = (
 )
 
 
-class DistillationTrainer(SFTTrainer):
+class DistillationTrainer(TokenStatsMixin, SFTTrainer):
     """Distil a teacher into a student with TRL's SFT data handling: every TRL dataset format, chat templates,
     completion-only masks, packing, PEFT (LoRA, QLoRA) and the usual `Trainer` machinery.
 
@@ -65,9 +65,6 @@ class DistillationTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "hf-distill", "distillation"]
     _name = "Distillation"
-    # `compute_loss` divides by the trained positions of the whole accumulated batch (`_get_num_items_in_batch`),
-    # whatever the model class's `accepts_loss_kwargs` says about its own loss.
-    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -234,58 +231,12 @@ class DistillationTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self._tp_size)
 
-        self._record_stats(mode, objective, terms, inputs)
+        self._record_stats(mode, objective, terms, inputs)  # TokenStatsMixin: the logged metrics
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
-
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
-        """The positions `compute_loss` trains on in the accumulated batch, summed over processes when
-        `average_tokens_across_devices`; counted here rather than by `Trainer`, which counts only for model classes
-        whose `accepts_loss_kwargs` is true."""
-        if not batch_samples or "labels" not in batch_samples[0]:
-            return None
-        count = sum(trained_positions(batch["labels"]).sum().to(device) for batch in batch_samples)
-        if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            count = self.accelerator.reduce(count, reduction="sum")
-        return count // self._tp_size
-
-    def _record_stats(self, mode: str, objective: torch.Tensor, terms, inputs: dict[str, Any]) -> None:
-        """Add this micro-batch's sums, over every process (a plain all-reduce: each process's rows count once), to the
-        mode's logging window; `log` turns them into token-weighted means."""
-        tokens = batch_tokens(inputs) if mode == "train" else 0
-        stats = self.accelerator.reduce(batch_stats(objective, terms, tokens), reduction="sum")
-        if mode == "train":
-            self._total_train_tokens += int(stats[-1].item()) // self._tp_size
-        self._stat_sums[mode] = stats + self._stat_sums[mode] if mode in self._stat_sums else stats
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """TRL's log, with `kd_loss`, `ce_loss`, `teacher_agreement`, `mean_token_accuracy` (and the training `loss`)
-        as token-weighted means over the logging window or the whole eval set."""
-        mode = "train" if self.model.training else "eval"
-        sums = self._stat_sums.pop(mode, None)
-        means = None if sums is None else window_means(sums)
-        if means is not None:
-            for name in ("kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy"):
-                self._metrics[mode][name] = [means[name]]
-            if mode == "train" and "loss" in logs:
-                logs["loss"] = means["loss"]
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        super().log(logs, start_time)
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix: str = "eval"):
-        """`Trainer.evaluation_loop`, with `<prefix>_loss` the token-weighted mean over the whole eval set rather than
-        a mean of per-batch means."""
-        self._stat_sums.pop("eval", None)
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
-        means = window_means(self._stat_sums["eval"]) if "eval" in self._stat_sums else None
-        if means is not None and f"{metric_key_prefix}_loss" in output.metrics:
-            output.metrics[f"{metric_key_prefix}_loss"] = means["loss"]
-        return output
 
     # -- cached teacher datasets (offline-teachers issue) ----------------------------------------------------------
 
