@@ -176,6 +176,10 @@ def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
         ("divergence", f"`{divergence}`" + (f" (beta {config.get('beta', 0.5)})" if divergence == "jsd" else "")),
         ("loss", f"{alpha} × KD + {round(1 - float(alpha), 6)} × cross-entropy, temperature {temperature}"),
     ]
+    gguf = (provenance.teacher.details.get("gguf") if provenance.teacher else None) or {}
+    if gguf:
+        rows.insert(1, ("teacher weights", f"dequantised from the GGUF file `{gguf['file_name']}` "
+                                           f"({gguf['file_type']}, sha256 `{gguf['sha256']}`)"))
     if "adapter" in student:
         adapter = student["adapter"]
         rows.append(("adapter", f"{adapter.get('peft_type')} r={adapter.get('r')}, alpha={adapter.get('lora_alpha')}, "

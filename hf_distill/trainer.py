@@ -14,6 +14,7 @@ from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
+from .gguf import gguf_file_of, load_gguf_student
 from .heads import OutputHead, add_hidden_states_forward
 from .losses.terms import KDTerms, LossSettings
 from .safe_loading import check_safetensors_weights, safe_init_kwargs
@@ -96,6 +97,8 @@ class DistillationTrainer(SFTTrainer):
             teacher_model, args, columns,
             teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
         )
+        if isinstance(model, (str, os.PathLike)) and gguf_file_of(args.model_init_kwargs):
+            model, processing_class = load_gguf_student(model, args.model_init_kwargs, processing_class)
         super().__init__(
             model,
             args=args,

@@ -47,6 +47,7 @@ from hf_distill.data import (
 )
 from hf_distill.data.checks import TrainingDataError
 from hf_distill.data.format import TOPK_COLUMN
+from hf_distill.gguf import GgufFileError
 from hf_distill.hub import (
     DatasetPushError,
     HubAuthError,
@@ -326,6 +327,10 @@ CASES = [
     Case("E-TEACHER-FP16-OVERFLOW",
          lambda env: _one_step_loss(env.trainer(teacher_model=_overflowing_fp16_teacher(env))),
          NonFiniteTeacherError, "The teacher runs in float16, whose range ends at 65,504"),
+    Case("E-TEACHER-GGUF-FILE",
+         lambda env: env.trainer(model=_NOWHERE, teacher_model=str(env.tmp_path),
+                                 args=_args(env, teacher_model_init_kwargs={"gguf_file": "teacher.Q4_K_M.gguf"})),
+         GgufFileError, "`gguf_file` 'teacher.Q4_K_M.gguf' is not in"),
     Case("E-TEACHER-PEFT-TARGETS",
          lambda env: env.trainer(teacher_model=env.models("gpt2", hidden=32),
                                  peft_config=LoraConfig(target_modules=["c_attn"])),

@@ -184,11 +184,13 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     from transformers import AutoTokenizer
 
     from ..data import cache_teacher_logits
+    from ..gguf import gguf_tokenizer_kwargs
 
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher,
+                                              **({} if args.tokenizer else gguf_tokenizer_kwargs(model_kwargs)))
     cached = cache_teacher_logits(
         args.teacher,
         load_dataset_argument(args, args.dataset_train_split),

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from ..gguf import gguf_file_of, load_causal_lm, load_gguf_tokenizer
 from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
@@ -37,7 +38,7 @@ def load_teacher_model(
     if isinstance(teacher, (str, os.PathLike)):
         check_safetensors_weights(teacher, init_kwargs, argument="teacher_model")
         kwargs = safe_init_kwargs({"dtype": "auto", **(init_kwargs or {})}, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(str(teacher), **kwargs)
+        model = load_causal_lm(teacher, kwargs)
     elif isinstance(teacher, nn.Module):
         if init_kwargs:
             logger.warning("`teacher_model_init_kwargs` is ignored: the teacher is already instantiated.")
@@ -144,6 +145,8 @@ class LocalModelTeacher:
     def __init__(self, teacher, init_kwargs=None, *, teacher_tokenizer=None, trust_remote_code=False):
         self._source = teacher
         self.model = load_teacher_model(teacher, init_kwargs, trust_remote_code=trust_remote_code)
+        if teacher_tokenizer is None and gguf_file_of(init_kwargs) and isinstance(teacher, (str, os.PathLike)):
+            teacher_tokenizer = load_gguf_tokenizer(teacher, gguf_file_of(init_kwargs))  # the file holds it
         self.teacher_tokenizer = teacher_tokenizer if teacher_tokenizer is not None else _teacher_tokenizer(teacher)
         self.head: OutputHead | None = None
 
