@@ -65,6 +65,7 @@ from hf_distill.privacy import PrivateDataError
 from hf_distill.provenance import Provenance, ProvenanceError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
+from hf_distill.students import StudentInitError, init_student
 from tests import tiny
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -441,6 +442,13 @@ CASES = [
     Case("E-BENCH-TEXT-DATASET",
          lambda env: benchmark(_NOWHERE, dataset=tiny.text_dataset(2), tokenizer=env.tokenizer),
          BenchmarkInputError, "(a `text` dataset has no reference completions to score)"),
+    # init_student: before the teacher's weights load.
+    Case("E-INIT-NUM-LAYERS", lambda env: init_student(env.models("llama", layers=4), num_layers=0),
+         StudentInitError, "`num_layers` (--num_layers) is 0, but the teacher has 4 layers: choose a whole number"),
+    Case("E-INIT-STRATEGY", lambda env: init_student(env.models("llama", layers=4), strategy="random"),
+         StudentInitError, "`strategy` (--strategy) is 'random'; choose one of every_other, uniform, first, last."),
+    Case("E-INIT-EVERY-OTHER", lambda env: init_student(env.models("llama", layers=4), num_layers=3),
+         StudentInitError, "`strategy='every_other'` keeps layers 0, 2, 4, ... of the teacher's 4: that is 2 layers"),
 ]
 
 

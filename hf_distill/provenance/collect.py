@@ -207,6 +207,9 @@ def _base_record(model: Any) -> SourceRecord | None:
     if not origin:
         return None
     record = model_record("base_model", str(origin))
+    init = getattr(getattr(unwrap_model(model), "config", None), "student_init", None)
+    if init:  # a shallower copy of the teacher made by `init_student`: its layer map
+        record.details["student_init"] = dict(init)
     gguf = getattr(unwrap_model(model), "gguf_source", None)  # a student dequantised from a GGUF file
     if gguf is not None:
         record.details["gguf"] = gguf.to_dict()
