@@ -126,14 +126,16 @@ def test_fused_loss_equals_full_logits_on_smollm2s_real_head(smollm2_folder):
     assert error < 1e-4, f"fused gradient differs from the float64 full-logit gradient by {error:.2e} (relative)"
 
 
-def test_hub_id_flow_from_an_empty_cache(hub_server, smollm2_folder, tmp_path):
-    """Teacher and student by Hub id on the local Hub server: 3 steps, push, card, load back, generate."""
-    teacher_id, student_id = "HuggingFaceTB/SmolLM2-135M-Instruct", "tester/smollm2-15l-init"
-    files = {p.name: p.read_bytes() for p in smollm2_folder.iterdir() if p.is_file()}
+def test_hub_id_flow_from_an_empty_cache(hub_server, tmp_path):
+    """Teacher and student by Hub id on the local Hub server: 3 steps, push, card, load back, generate. The Hub
+    copies are bfloat16 and the student a 2-layer `init_student` copy, to keep the bytes moved small."""
+    teacher_id, student_id = "HuggingFaceTB/SmolLM2-135M-Instruct", "tester/smollm2-2l-init"
+    teacher_folder = converted_checkpoint(CHECKPOINTS[SMOLLM2], dtype="bfloat16")
+    files = {p.name: p.read_bytes() for p in teacher_folder.iterdir() if p.is_file()}
     hub_server.seed_repo(teacher_id, {**files, "README.md": "---\nlicense: apache-2.0\n---\n# SmolLM2\n"})
     init_dir = tmp_path / "init"
-    init_student(AutoModelForCausalLM.from_pretrained(smollm2_folder), output_dir=init_dir,
-                 tokenizer=AutoTokenizer.from_pretrained(smollm2_folder))
+    init_student(AutoModelForCausalLM.from_pretrained(teacher_folder), num_layers=2, strategy="uniform",
+                 output_dir=init_dir, tokenizer=AutoTokenizer.from_pretrained(teacher_folder))
     hub_server.seed_repo(student_id, {p.name: p.read_bytes() for p in init_dir.iterdir()})
     assert try_to_load_from_cache(teacher_id, "config.json") is None  # nothing cached: every byte from the Hub
     pairs = [(a, a + 3) for a in range(6)]
@@ -143,13 +145,15 @@ def test_hub_id_flow_from_an_empty_cache(hub_server, smollm2_folder, tmp_path):
     })
     args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", max_steps=3,
                               per_device_train_batch_size=2, max_length=64, divergence="jsd", learning_rate=1e-4,
-                              hub_token=hub_server.token)
+                              hub_token=hub_server.token, model_init_kwargs={"dtype": "float32"},
+                              teacher_model_init_kwargs={"dtype": "float32"})
     trainer = DistillationTrainer(model=student_id, teacher_model=teacher_id, args=args, train_dataset=data)
     trainer.train()
     assert trainer.state.global_step == 3
     trainer.push_to_hub("tester/smollm2-distilled", dataset_licenses="apache-2.0")
     card = ModelCard(hub_server.files("tester/smollm2-distilled")["README.md"].content.decode())
     assert card.data.teacher_model["id"] == teacher_id
+    assert (card.data.base_model, card.data.base_model_relation) == (student_id, "finetune")
     pushed = AutoModelForCausalLM.from_pretrained("tester/smollm2-distilled")
     tokenizer = AutoTokenizer.from_pretrained("tester/smollm2-distilled")
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 plus 3?"}],

@@ -129,9 +129,10 @@ def _teacher_config(teacher, init_kwargs: dict | None, trust_remote_code: bool):
 
 def _source_name(teacher) -> str:
     """A Hub id, a local folder's name (never the full path, which says nothing off this machine) or a class name."""
-    if isinstance(teacher, (str, os.PathLike)):
-        return Path(teacher).name if Path(teacher).exists() else str(teacher)
-    return getattr(unwrap_model(teacher), "name_or_path", "") or type(unwrap_model(teacher)).__name__
+    name = teacher if isinstance(teacher, (str, os.PathLike)) else getattr(unwrap_model(teacher), "name_or_path", "")
+    if not name:
+        return type(unwrap_model(teacher)).__name__
+    return Path(name).name if Path(name).exists() else str(name)
 
 
 def _teacher_tokenizer(teacher, init_kwargs: dict | None):
