@@ -118,6 +118,7 @@ def measure(student: Path, teacher: Path, held_out, settings: Settings):
 
     report = benchmark(student, teacher=teacher, dataset=held_out, max_new_tokens=settings.eval_new_tokens,
                        batch_sizes=(1,), num_latency_runs=3)
+    (student / "benchmark").mkdir(exist_ok=True)
     report.to_json(student / "benchmark" / "report.json")
     return report
 
