@@ -168,9 +168,9 @@ def worker(args) -> None:
 
 def summarise(results: dict, device: str) -> dict:
     memory = "peak_cuda_bytes" if device == "cuda" else "peak_rss_bytes"
+    if any("error" in result for result in results.values()):
+        return {"error": "a worker failed; see its entry in results"}
     ours, gkd = results["ours"], results["trl_gkd"]
-    if "error" in ours or "error" in gkd:
-        return {}
     floor = results["trl_sft_student"]["seconds_per_step"] + results["teacher_forward"]["seconds_per_step"]
     return {
         "tokens_per_second_vs_trl_gkd": ours["tokens_per_second"] / gkd["tokens_per_second"],
