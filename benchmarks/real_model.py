@@ -150,7 +150,7 @@ def _summary(report, seconds: float) -> dict:
     return {"train_seconds": round(seconds, 1), "student": student}
 
 
-def run(settings: Settings, work: Path) -> dict:
+def run(settings: Settings, work: Path, kinds: tuple[str, ...] = KINDS) -> dict:
     from hf_distill.students import init_student
     from tests.real_checkpoints import CHECKPOINTS, converted_checkpoint
 
@@ -162,13 +162,13 @@ def run(settings: Settings, work: Path) -> dict:
     results = {"settings": asdict(settings), "generation_seconds": round(time.perf_counter() - start, 1),
                "num_train": len(train), "num_held_out": len(held_out), "students": {}}
     folders = {}
-    for kind in KINDS:
+    for kind in kinds:
         folders[kind], seconds = train_student(kind, init, teacher, train, settings, work)
         report = measure(folders[kind], teacher, held_out, settings)
         results["students"][kind] = _summary(report, seconds)
         results.setdefault("teacher", report.to_dict().get("teacher"))
     results["pushed"] = push_all(folders)
-    best = min(KINDS, key=lambda k: results["students"][k]["student"]["fidelity"]["forward_kl"])
+    best = min(kinds, key=lambda k: results["students"][k]["student"]["fidelity"]["forward_kl"])
     results["best"] = best
     return results, folders[best]
 
@@ -179,13 +179,14 @@ def main() -> None:
     parser.add_argument("--max_steps", type=int, default=None)
     parser.add_argument("--work_dir", default=None, help="Keep the run's folders here (default: a temporary one).")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Students to train.")
     args = parser.parse_args()
     settings = SMOKE if args.smoke else Settings()
     if args.max_steps:
         settings = replace(settings, max_steps=args.max_steps)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hf_distill_real_model_"))
     start = time.perf_counter()
-    results, best_folder = run(settings, work)
+    results, best_folder = run(settings, work, tuple(args.kinds))
     results.update(wall_seconds=round(time.perf_counter() - start, 1), machine=machine_info())
     name = "real_model_cpu_smoke.json" if args.smoke else "real_model_cpu.json"
     output = Path(args.output or REPO / "benchmarks" / "results" / name)
