@@ -11,7 +11,7 @@
   `model_cards/`.
 
 Run:
-    python benchmarks/real_model.py                 # the full run (about 30 minutes on 2 CPU cores)
+    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 CPU cores; not yet timed)
     python benchmarks/real_model.py --smoke         # a few minutes: 8 prompts, 2 steps, short completions
 Writes benchmarks/results/real_model_cpu.json (…_smoke.json with --smoke).
 """
