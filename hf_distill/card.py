@@ -119,6 +119,9 @@ def _card_data(
     extra_metadata: Mapping[str, Any],
 ) -> ModelCardData:
     base, teacher = _hub_id(provenance.base_model), _hub_id(provenance.teacher)
+    init = provenance.base_model.details.get("student_init") if provenance.base_model else None
+    if base is None and teacher and init and init.get("teacher") == teacher:
+        base = teacher  # started as `init_student(teacher)`: the weights derive from the teacher's
     divergence = provenance.config.get("divergence", "forward_kl")
     tags = ["distillation", "knowledge-distillation", "hf-distill", divergence.replace("_", "-")]
     if teacher:
@@ -214,6 +217,16 @@ def _size(num_parameters: int | None) -> str:
     return f"{num_parameters}-parameter"
 
 
+def _starting_point(provenance: Provenance) -> str:
+    if provenance.base_model is None:
+        return "none (from scratch)"
+    init = provenance.base_model.details.get("student_init")
+    if init:
+        return (f"{_link(provenance.base_model)}: `init_student` copy of teacher layers `{init.get('layer_map')}` "
+                f"(strategy `{init.get('strategy')}`)")
+    return _link(provenance.base_model)
+
+
 def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
     """A one-line summary of the loss and the recipe table."""
     config, student = provenance.config, provenance.student
@@ -222,12 +235,16 @@ def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
     summary = f"`{divergence}` divergence, alpha {alpha}, temperature {temperature}"
     rows = [
         ("teacher", _link(provenance.teacher)),
-        ("starting checkpoint", _link(provenance.base_model) if provenance.base_model else "none (from scratch)"),
+        ("starting checkpoint", _starting_point(provenance)),
         ("student", f"{student.get('architecture')} ({student.get('num_parameters', 0):,} parameters, "
                     f"{student.get('num_trainable_parameters', 0):,} trained, {student.get('dtype')})"),
         ("divergence", f"`{divergence}`" + (f" (beta {config.get('beta', 0.5)})" if divergence == "jsd" else "")),
         ("loss", f"{alpha} × KD + {round(1 - float(alpha), 6)} × cross-entropy, temperature {temperature}"),
     ]
+    gguf = (provenance.teacher.details.get("gguf") if provenance.teacher else None) or {}
+    if gguf:
+        rows.insert(1, ("teacher weights", f"dequantised from the GGUF file `{gguf['file_name']}` "
+                                           f"({gguf['file_type']}, sha256 `{gguf['sha256']}`)"))
     if "adapter" in student:
         adapter = student["adapter"]
         rows.append(("adapter", f"{adapter.get('peft_type')} r={adapter.get('r')}, alpha={adapter.get('lora_alpha')}, "

@@ -15,6 +15,7 @@ from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
+from .gguf import gguf_file_of, load_gguf_student
 from .heads import OutputHead, final_hidden_states, unwrap_model
 from .losses.terms import LossSettings
 from .safe_loading import check_safetensors_weights, safe_init_kwargs
@@ -102,6 +103,8 @@ class DistillationTrainer(TokenStatsMixin, SFTTrainer):
             teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
             teacher_server=teacher_server,
         )
+        if isinstance(model, (str, os.PathLike)) and gguf_file_of(args.model_init_kwargs):
+            model, processing_class = load_gguf_student(model, args.model_init_kwargs, processing_class)
         super().__init__(
             model,
             args=args,

@@ -41,7 +41,10 @@ __all__ = [
 ]
 
 #: `from_pretrained` arguments that say where a checkpoint's files come from: the tokenizer is fetched with the same.
-HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "proxies", "trust_remote_code")
+HUB_KWARGS = (
+    "revision", "token", "cache_dir", "local_files_only", "force_download", "proxies", "trust_remote_code",
+    "gguf_file",  # a GGUF checkpoint holds its tokenizer and chat template in the same file
+)
 #: Multiples checkpoints round their embedding rows up to (Qwen, Llama, Gemma, Phi use 64 or 128).
 PADDING_MULTIPLES = (64, 128)
 _SEQUENCE_LEVEL_FIX = (

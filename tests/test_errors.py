@@ -47,6 +47,7 @@ from hf_distill.data import (
 )
 from hf_distill.data.checks import TrainingDataError
 from hf_distill.data.format import TOPK_COLUMN
+from hf_distill.gguf import GgufFileError
 from hf_distill.hub import (
     DatasetPushError,
     HubAuthError,
@@ -64,6 +65,7 @@ from hf_distill.privacy import PrivateDataError
 from hf_distill.provenance import Provenance, ProvenanceError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
+from hf_distill.students import StudentInitError, init_student
 from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
 from hf_distill.vocabulary import VocabularyMismatchError
@@ -357,6 +359,10 @@ CASES = [
     Case("E-TEACHER-FP16-OVERFLOW",
          lambda env: _one_step_loss(env.trainer(teacher_model=_overflowing_fp16_teacher(env))),
          NonFiniteTeacherError, "The teacher runs in float16, whose range ends at 65,504"),
+    Case("E-TEACHER-GGUF-FILE",
+         lambda env: env.trainer(model=_NOWHERE, teacher_model=str(env.tmp_path),
+                                 args=_args(env, teacher_model_init_kwargs={"gguf_file": "teacher.Q4_K_M.gguf"})),
+         GgufFileError, "`gguf_file` 'teacher.Q4_K_M.gguf' is not in"),
     Case("E-TEACHER-PEFT-TARGETS",
          lambda env: env.trainer(teacher_model=env.models("gpt2", hidden=32),
                                  peft_config=LoraConfig(target_modules=["c_attn"])),
@@ -489,6 +495,13 @@ CASES = [
     Case("E-BENCH-TEXT-DATASET",
          lambda env: benchmark(_NOWHERE, dataset=tiny.text_dataset(2), tokenizer=env.tokenizer),
          BenchmarkInputError, "(a `text` dataset has no reference completions to score)"),
+    # init_student: before the teacher's weights load.
+    Case("E-INIT-NUM-LAYERS", lambda env: init_student(env.models("llama", layers=4), num_layers=0),
+         StudentInitError, "`num_layers` (--num_layers) is 0, but the teacher has 4 layers: choose a whole number"),
+    Case("E-INIT-STRATEGY", lambda env: init_student(env.models("llama", layers=4), strategy="random"),
+         StudentInitError, "`strategy` (--strategy) is 'random'; choose one of every_other, uniform, first, last."),
+    Case("E-INIT-EVERY-OTHER", lambda env: init_student(env.models("llama", layers=4), num_layers=3),
+         StudentInitError, "`strategy='every_other'` keeps layers 0, 2, 4, ... of the teacher's 4: that is 2 layers"),
 ]
 
 

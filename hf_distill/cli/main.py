@@ -4,6 +4,7 @@
 hf-distill quickstart                      # the whole product on a CPU, offline, in minutes
 hf-distill generate     --teacher ... --dataset_name ... --output_dir ...   # sequence-level data
 hf-distill cache-logits --teacher ... --dataset_name ... --output_dir ...   # offline teacher logits
+hf-distill init-student --teacher ... --num_layers ... --output_dir ...     # a shallower copy of the teacher
 hf-distill train        --config recipe.yaml                                # DistillationTrainer
 hf-distill benchmark    --student ... --teacher ... --dataset_name ...
 hf-distill card         --folder student/
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..students.cli import InitStudentArguments, run_init_student
 from . import arguments as cli_args
 from . import commands
 from .parser import parse_recipe
@@ -82,6 +84,11 @@ COMMANDS: dict[str, Command] = {
         "Publish a saved student with its card, licence files and provenance in one commit.",
         lambda: (cli_args.PushArguments,),
         commands.run_push,
+    ),
+    "init-student": Command(
+        "A shallower copy of the teacher (its architecture, tokenizer and chosen layers) to distil into.",
+        lambda: (InitStudentArguments,),
+        run_init_student,
     ),
     "space": Command(
         "Write (and push) a Gradio Space comparing the student with its teacher.",

@@ -300,7 +300,7 @@ def _write_card(dataset: Dataset, *, output_dir, run_settings: dict) -> Dataset:
         ),
         function="hf_distill.data.generate_completions",
         settings={"teacher": teacher["name"], "teacher_revision": teacher["revision"], **generation,
-                  "num_rows": len(dataset)},
+                  "num_rows": len(dataset), **({"teacher_gguf": teacher["gguf"]} if teacher.get("gguf") else {})},
         usage=(
             "import datasets\nfrom trl import SFTTrainer\n\n"
             f"dataset = datasets.load_from_disk({str(output_dir)!r})\n"

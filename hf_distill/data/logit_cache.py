@@ -132,6 +132,7 @@ def cache_teacher_logits(
                   "log_step": codec.log_step},
         tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
         max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=_package_version(),
+        teacher_gguf=provenance.gguf,
     )
     scorer = _Scorer(model, head, codec, top_k=top_k, pad_token_id=_pad_id(tokenizer))
     work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)

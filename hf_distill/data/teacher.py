@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..gguf import gguf_file_of, load_gguf_tokenizer
 from ..heads import is_quantized, unwrap_model
 from ..teachers.local_model import load_teacher_model
 from ..vocabulary import find_tokenizer, hub_kwargs
@@ -19,11 +20,13 @@ __all__ = ["TeacherProvenance", "load_offline_teacher", "path_provenance", "teac
 
 @dataclass(frozen=True)
 class TeacherProvenance:
-    """Which teacher made a dataset: `name` (Hub id or local path, or the model's `name_or_path`) and `revision`
-    (the Hub commit when known, else `sha256:` of its weights)."""
+    """Which teacher made a dataset: `name` (Hub id or local path, or the model's `name_or_path`), `revision`
+    (the Hub commit when known, else `sha256:` of its weights) and, for a teacher dequantised from a GGUF file, that
+    file's name, SHA-256 and quantisation type (`GgufSource.to_dict()`)."""
 
     name: str
     revision: str
+    gguf: dict | None = None
 
 
 def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None, *, model_kwargs: dict | None = None):
@@ -33,6 +36,9 @@ def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None,
     a model passed in, quantized or dispatched with a `device_map` stays where it is. Raises `ValueError` when no
     tokenizer is given and none is stored with the teacher.
     """
+    gguf_file = gguf_file_of(model_kwargs)
+    if tokenizer is None and gguf_file and isinstance(teacher, (str, os.PathLike)):
+        tokenizer = load_gguf_tokenizer(teacher, gguf_file)  # a GGUF file holds its tokenizer and chat template
     if tokenizer is None:
         tokenizer = _stored_tokenizer(teacher, model_kwargs)
     model = load_teacher_model(teacher, model_kwargs)
@@ -65,10 +71,11 @@ def teacher_provenance(model: nn.Module, source: str | os.PathLike | nn.Module) 
     ).__name__
     if isinstance(source, (str, os.PathLike)) and Path(source).exists():
         name = str(Path(source).resolve())
+    gguf = inner.gguf_source.to_dict() if getattr(inner, "gguf_source", None) is not None else None
     commit = getattr(getattr(inner, "config", None), "_commit_hash", None)
     if commit and not Path(name).exists():
-        return TeacherProvenance(name=name, revision=commit)
-    return TeacherProvenance(name=name, revision="sha256:" + _parameters_sha256(inner))
+        return TeacherProvenance(name=name, revision=commit, gguf=gguf)
+    return TeacherProvenance(name=name, revision="sha256:" + _parameters_sha256(inner), gguf=gguf)
 
 
 def _parameters_sha256(model: nn.Module) -> str:

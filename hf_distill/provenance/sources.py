@@ -193,6 +193,9 @@ def model_details(model: nn.Module) -> dict[str, Any]:
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch.") if any(True for _ in model.parameters())
         else None,
     }
+    gguf = getattr(inner, "gguf_source", None)  # dequantised from a GGUF file: which one, how it was quantised
+    if gguf is not None:
+        details["gguf"] = gguf.to_dict()
     quantization = getattr(config, "quantization_config", None)
     if quantization is not None:
         details["quantization"] = quantization if isinstance(quantization, dict) else quantization.to_dict()

@@ -60,7 +60,8 @@ class CachedTopKTeacher:
         cache = CacheInfo.from_json(info.description or "") if info is not None else None
         if cache is None:
             return cls()
-        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved"))
+        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved",
+                                     gguf=cache.teacher_gguf))
 
     def setup(self, trainer: DistillationTrainer) -> None:
         # The cache holds the teacher's distribution over the tokenizer's ids: normalise the student over the same.

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from ..gguf import load_causal_lm
 from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
@@ -39,7 +40,7 @@ def load_teacher_model(
     if isinstance(teacher, (str, os.PathLike)):
         check_safetensors_weights(teacher, init_kwargs, argument="teacher_model")
         kwargs = safe_init_kwargs({"dtype": "auto", **(init_kwargs or {})}, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(str(teacher), **kwargs)
+        model = load_causal_lm(teacher, kwargs)
     elif isinstance(teacher, nn.Module):
         if init_kwargs:
             logger.warning("`teacher_model_init_kwargs` is ignored: the teacher is already instantiated.")
