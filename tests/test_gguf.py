@@ -30,6 +30,21 @@ FILE = "teacher.Q8_0.gguf"
 
 
 @pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny tokenizer with `<|endoftext|>`, as GPT-2-style GGUF vocabularies have it: transformers' GGUF reader
+    adds that token when a byte-level file lacks it, which would give the file's tokenizer a token the tiny model has
+    no row for (the vocabulary rule rightly refuses that)."""
+    tokenizer = tiny.build_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|endoftext|>"]})
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_factory(tokenizer):
+    return tiny.ModelFactory(tokenizer)
+
+
+@pytest.fixture(scope="module")
 def gguf_teacher(tmp_path_factory, tokenizer, model_factory):
     """The GGUF folder, and a plain model holding the weights a loader must return (the Q8_0 round trip)."""
     folder = tmp_path_factory.mktemp("gguf_teacher")
