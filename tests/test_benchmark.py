@@ -318,15 +318,16 @@ def test_task_metrics_in_the_report_equal_independent_scores_of_the_teachers_gre
 
     teacher = AutoModelForCausalLM.from_pretrained(setup["teacher_path"])
     rows = tiny.prompt_completion_dataset(6, seed=9)
-    predictions = []
+    answers = []
     for prompt in rows["prompt"]:  # the teacher's own greedy answers, one unpadded prompt at a time
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
         output = teacher.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        predictions.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True).strip())
-    # Half the references are the teacher's answer itself (tails dropped for some), so no score is trivially 0 or 1.
+        answers.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+    predictions = [answer.strip() for answer in answers]
+    # Some references are the teacher's answer itself (some cut short), so no score is trivially 0 or 1.
     references = [
-        " " + (answer if index % 3 == 0 else " ".join(answer.split()[:-1]) if index % 3 == 1 else completion)
-        for index, (answer, completion) in enumerate(zip(predictions, rows["completion"], strict=True))
+        answer if index % 3 == 0 else answer.rsplit(" ", 1)[0] if index % 3 == 1 else completion
+        for index, (answer, completion) in enumerate(zip(answers, rows["completion"], strict=True))
     ]
     dataset = Dataset.from_dict({"prompt": rows["prompt"], "completion": references})
     report = benchmark(teacher, dataset=dataset, tokenizer=tokenizer, task_metrics=ALL_METRICS, max_new_tokens=4,
@@ -343,6 +344,11 @@ def test_task_metrics_in_the_report_equal_independent_scores_of_the_teachers_gre
     }
     assert 0 < expected["exact_match"] < 1 and 0 < expected["chrf"] < 100  # not a value a broken metric gives
     assert report.student.quality.task_metrics == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # Teacher-forced on references that are partly its own greedy answers: a token accuracy strictly inside (0, 1).
+    ce, _, _, accuracy, count = _reference_scores(teacher, teacher, tokenizer, dataset)
+    assert 0 < accuracy < 1 and report.student.quality.num_tokens == count
+    assert report.student.quality.token_accuracy == pytest.approx(accuracy)
+    assert report.student.quality.cross_entropy == pytest.approx(ce, rel=1e-5)
 
 
 def test_task_metrics_follow_their_definitions():
