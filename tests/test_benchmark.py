@@ -324,9 +324,10 @@ def test_task_metrics_in_the_report_equal_independent_scores_of_the_teachers_gre
         output = teacher.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         answers.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
     predictions = [answer.strip() for answer in answers]
-    # Some references are the teacher's answer itself (some cut short), so no score is trivially 0 or 1.
+    # References: the teacher's answer itself, its answer with more words (case, punctuation and an article for the
+    # SQuAD normalisation to handle), or the dataset's completion; so no score is trivially 0 or 1.
     references = [
-        answer if index % 3 == 0 else answer.rsplit(" ", 1)[0] if index % 3 == 1 else completion
+        answer if index % 3 == 0 else f"{answer} The cat, sat!" if index % 3 == 1 else completion
         for index, (answer, completion) in enumerate(zip(answers, rows["completion"], strict=True))
     ]
     dataset = Dataset.from_dict({"prompt": rows["prompt"], "completion": references})
