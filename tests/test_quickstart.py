@@ -4,6 +4,10 @@ the local Hub server."""
 
 import importlib.util
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -354,3 +358,66 @@ def test_teacher_cache_follows_the_hugging_face_cache_folder(tmp_path, monkeypat
         monkeypatch.setenv(name, value.format(tmp=tmp_path))
     assert cache_root() == Path(expected.format(tmp=tmp_path, home=tmp_path / "home"))
     assert cache_root(tmp_path / "given") == tmp_path / "given"
+
+
+# -- the README's first command on a fresh machine -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+_NOT_SOURCE = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".venv*", "hf-distill-quickstart")
+_TABLE_ROW = re.compile(r"^(teacher|distilled student|SFT student)\s{2,}(.*)$")
+
+
+def _table_and_versions(text: str) -> tuple[dict[str, list[str]], str | None]:
+    """The comparison table's rows (latency column left out: it measures the machine) and the `Versions:` line."""
+    rows = {}
+    for line in text.splitlines():
+        if match := _TABLE_ROW.match(line):
+            cells = match.group(2).split()
+            rows[match.group(1)] = cells[:4] + cells[5:]
+    versions = next((line for line in text.splitlines() if line.startswith("Versions: ")), None)
+    return rows, versions
+
+
+def _run(command, **kwargs):
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.slow
+def test_readme_first_command_completes_on_a_base_install_in_a_fresh_venv(tmp_path):
+    """`pip install torch==2.13.0 && pip install . && hf-distill quickstart` in a new venv (no system packages, no
+    extras, so no Gradio) with an empty Hugging Face cache, as a newcomer runs it; docs/quickstart.md shows its
+    table."""
+    source, venv, work = tmp_path / "source", tmp_path / "venv", tmp_path / "work"
+    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)  # pip builds in the source folder: never in the checkout
+    work.mkdir()
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "HF_DISTILL_CACHE")}
+    env |= {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "VIRTUAL_ENV": str(venv),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
+    _run([sys.executable, "-m", "venv", str(venv)], timeout=300)
+    python = str(venv / "bin" / "python")
+    _run([python, "-m", "pip", "install", "-q", "torch==2.13.0"], env=env, timeout=1200)
+    _run([python, "-m", "pip", "install", "-q", "."], cwd=source, env=env, timeout=1200)
+    _run([python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('gradio') is not None)"],
+         env=env, timeout=120)  # a base install has no Gradio
+
+    stdout = _run(["hf-distill", "quickstart"], cwd=work, env=env, timeout=1800).stdout
+    lines = stdout.splitlines()
+    assert [line for line in lines if line.lstrip().startswith("{")] == []  # no logged dicts between the stages
+    assert "[6/6] Writing the model card, plots and the Space: done" in stdout
+    out = work / "hf-distill-quickstart"
+    for name in ("student/model.safetensors", "student/README.md", "student/benchmark/report.json",
+                 "sft-student/model.safetensors", "space/app.py", "space/requirements.txt", "quickstart_report.json"):
+        assert (out / name).is_file(), name
+    assert SpaceCard.load(out / "space" / "README.md").data.sdk_version == GRADIO_SDK_VERSION
+    teachers = list((tmp_path / "hf_home" / "hf_distill" / "quickstart").glob("teacher-*/model.safetensors"))
+    assert len(teachers) == 1  # the teacher cache follows HF_HOME
+
+    # docs/quickstart.md shows this run's table; its numbers are deterministic for given library versions.
+    documented, documented_versions = _table_and_versions((REPO / "docs" / "quickstart.md").read_text())
+    measured, versions = _table_and_versions(stdout)
+    assert set(measured) == set(documented) == {"teacher", "distilled student", "SFT student"}
+    if versions != documented_versions:
+        pytest.skip(f"docs/quickstart.md's table is from {documented_versions!r}; this run has {versions!r}")
+    assert measured == documented
