@@ -249,7 +249,8 @@ def _quickstart_without(env, module: str):
     """`hf-distill quickstart` where `module` cannot be imported (a `--no-deps` install, a removed package)."""
     real_find_spec = importlib.util.find_spec
     with mock.patch("importlib.util.find_spec", lambda name, *a: None if name == module else real_find_spec(name, *a)):
-        return _cli(env, "quickstart", "--output_dir", str(env.tmp_path / "qs"), "--cache_dir", str(env.tmp_path))
+        return _cli(env, "quickstart", "--preset", "smoke", "--output_dir", str(env.tmp_path / "qs"),
+                    "--cache_dir", str(env.tmp_path))
 
 
 def _recipe(env, content: dict):
