@@ -9,6 +9,7 @@ id is in the doc, every id in the doc is a case.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -63,6 +65,7 @@ from hf_distill.nonfinite import NonFiniteTeacherError
 from hf_distill.preflight import ModelSetupError
 from hf_distill.privacy import PrivateDataError
 from hf_distill.provenance import Provenance, ProvenanceError
+from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.space import SpaceConfigError, create_space
 from hf_distill.students import StudentInitError, init_student
@@ -264,6 +267,14 @@ def _push_dataset(env, dataset, **kwargs):
 
 def _cli(env, *argv):
     return main([*argv, "--debug"])
+
+
+def _quickstart_without(env, module: str):
+    """`hf-distill quickstart` where `module` cannot be imported (a `--no-deps` install, a removed package)."""
+    real_find_spec = importlib.util.find_spec
+    with mock.patch("importlib.util.find_spec", lambda name, *a: None if name == module else real_find_spec(name, *a)):
+        return _cli(env, "quickstart", "--preset", "smoke", "--output_dir", str(env.tmp_path / "qs"),
+                    "--cache_dir", str(env.tmp_path))
 
 
 def _recipe(env, content: dict):
@@ -476,6 +487,9 @@ CASES = [
                                                 space_id="demo"),
          SpaceConfigError, "`space_id` is 'demo': it must be `namespace/name`"),
     # CLI (with --debug the exception itself; without, one line on stderr and exit status 1).
+    Case("E-CLI-QUICKSTART-PACKAGE", lambda env: _quickstart_without(env, "matplotlib"), QuickstartError,
+         "the quickstart needs the package `matplotlib`, which is not installed: run `python -m pip install "
+         "matplotlib`"),
     Case("E-CLI-MISSING-OPTION", lambda env: _cli(env, "generate"), CliUsageError,
          "`hf-distill generate` needs --teacher, --dataset_name, --output_dir"),
     Case("E-CLI-JSON",

@@ -87,8 +87,8 @@ class QuickstartArguments:
     cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Where the trained teacher is cached (default: $HF_DISTILL_CACHE or "
-            "~/.cache/hf_distill); a second run reuses it."
+            "help": "Where the trained teacher is cached (default: $HF_DISTILL_CACHE, else hf_distill/ in the "
+            "Hugging Face cache folder: $HF_HOME, which defaults to ~/.cache/huggingface); a second run reuses it."
         },
     )
     num_threads: int | None = field(

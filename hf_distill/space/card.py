@@ -6,7 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
-from .requirements import installed_version, python_version
+from .requirements import GRADIO_SDK_VERSION, python_version
 from .sources import ModelSource
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "space_readme.md"
@@ -65,7 +65,7 @@ def build_space_card(
     data = SpaceCardData(
         title=title,
         sdk="gradio",
-        sdk_version=installed_version("gradio"),
+        sdk_version=GRADIO_SDK_VERSION,
         python_version=python_version(),
         app_file="app.py",
         models=hub_ids or None,
