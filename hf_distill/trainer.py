@@ -13,7 +13,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
-from .config import DistillationConfig
+from .config import DistillationConfig, reject_config_fields_in_trainer_kwargs
 from .heads import OutputHead, add_hidden_states_forward
 from .losses.terms import KDTerms, LossSettings
 from .safe_loading import check_safetensors_weights, safe_init_kwargs
@@ -80,6 +80,7 @@ class DistillationTrainer(SFTTrainer):
     ):
         from .preflight import check_before_loading  # imports hf_distill.data, which needs .teachers first
 
+        reject_config_fields_in_trainer_kwargs(kwargs)  # e.g. teacher_model_init_kwargs= belongs in the config
         args = self._check_args(args, model)
         if isinstance(model, (str, os.PathLike)):  # TRL loads it with `args.model_init_kwargs`: safetensors only
             check_safetensors_weights(model, args.model_init_kwargs, argument="model")
