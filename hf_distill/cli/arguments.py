@@ -15,6 +15,7 @@ __all__ = [
     "GenerateArguments",
     "PushArguments",
     "QuickstartArguments",
+    "RowLimitArguments",
     "SpaceArguments",
     "TrainScriptArguments",
 ]
@@ -57,6 +58,14 @@ class TrainScriptArguments(DatasetArguments):
     )
     benchmark_max_new_tokens: int = field(
         default=128, metadata={"help": "Tokens the benchmark generates per example and per latency run."}
+    )
+    logits_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on the cached teacher logits in this folder (written by `hf-distill cache-logits "
+            "--logits_dir`) instead of the train split of `dataset_name`; no teacher is loaded. The same key in a "
+            "recipe drives both commands."
+        },
     )
 
 
@@ -116,11 +125,28 @@ class DatasetPushArguments:
 
 
 @dataclass
-class GenerateArguments(DatasetPushArguments, DatasetArguments):
+class RowLimitArguments:
+    """A quick look: the first rows of a dataset only."""
+
+    max_rows: int | None = field(
+        default=None,
+        metadata={"help": "Use only the first N rows of the split, for a quick look before the full run."},
+    )
+
+
+@dataclass
+class GenerateArguments(RowLimitArguments, DatasetPushArguments, DatasetArguments):
     """`hf-distill generate`: the teacher writes completions for the dataset's prompts (sequence-level data)."""
 
     teacher: str | None = field(default=None, metadata={"help": "Hub id or local path of the teacher (required)."})
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the generated dataset (required)."})
+    generations_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the generated dataset (required, or --output_dir). A recipe shared with `train` "
+                          "uses this key, as its `output_dir` is the student's folder."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the generated dataset when --generations_dir is unset."}
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "Completion length limit."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 decodes greedily."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
@@ -140,7 +166,7 @@ class GenerateArguments(DatasetPushArguments, DatasetArguments):
 
 
 @dataclass
-class CacheLogitsArguments(DatasetPushArguments, DatasetArguments):
+class CacheLogitsArguments(RowLimitArguments, DatasetPushArguments, DatasetArguments):
     """`hf-distill cache-logits`: the teacher scores the dataset once; its top-k log-probabilities are stored so that
     training needs no teacher. Run under `torchrun`/`accelerate launch` to split the work."""
 
@@ -148,7 +174,14 @@ class CacheLogitsArguments(DatasetPushArguments, DatasetArguments):
     tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer to tokenize with (the student's); defaults to the teacher's."}
     )
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the cached dataset (required)."})
+    logits_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the cached dataset (required, or --output_dir). A recipe shared with `train` "
+                          "uses this key (train reads it back), as its `output_dir` is the student's folder."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the cached dataset when --logits_dir is unset."}
+    )
     top_k: int = field(default=64, metadata={"help": "Teacher entries kept per position."})
     batch_size: int = field(default=8, metadata={"help": "Rows per teacher forward."})
     max_length: int | None = field(

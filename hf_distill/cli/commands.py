@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ def load_dataset_argument(args: DatasetArguments, split: str):
     return datasets.load_dataset(name, name=args.dataset_config, split=split)
 
 
+def _output_folder(args: Any, name: str, command: str) -> str:
+    """The folder a data command writes: `--<name>` (the key a recipe shared with `train` uses), else --output_dir."""
+    folder = getattr(args, name) or args.output_dir
+    if not folder:
+        raise CliUsageError(
+            f"`hf-distill {command}` needs --output_dir (or --{name}): the folder to write the dataset to. Pass it on "
+            "the command line or in the --config recipe."
+        )
+    return folder
+
+
 def _json_kwargs(value: str | dict | None, flag: str) -> dict | None:
     if value is None or isinstance(value, dict):
         return value
@@ -119,7 +131,11 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
         "dtype": model_args.dtype,
     }
     training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-    train_dataset = load_dataset_argument(script_args, script_args.dataset_train_split)
+    train_dataset = (
+        load_dataset_argument(replace(script_args, dataset_name=script_args.logits_dir), "train")
+        if script_args.logits_dir
+        else load_dataset_argument(script_args, script_args.dataset_train_split)
+    )
     needs_eval = training_args.eval_strategy != "no" or script_args.benchmark_after_training
     eval_dataset = load_dataset_argument(script_args, script_args.dataset_test_split) if needs_eval else None
     trainer = DistillationTrainer(
@@ -158,7 +174,8 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 def run_generate(args: GenerateArguments) -> int:
     from ..data import generate_completions
 
-    require(args, "teacher", "dataset_name", "output_dir", command="generate")
+    require(args, "teacher", "dataset_name", command="generate")
+    args.output_dir = _output_folder(args, "generations_dir", "generate")
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
@@ -174,6 +191,7 @@ def run_generate(args: GenerateArguments) -> int:
         seed=args.seed,
         shard_size=args.shard_size,
         model_kwargs=model_kwargs,
+        max_rows=args.max_rows,
     )
     print(f"{len(generated)} completions written to {args.output_dir}")
     _push_dataset(args)
@@ -185,7 +203,8 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
 
     from ..data import cache_teacher_logits
 
-    require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
+    require(args, "teacher", "dataset_name", command="cache-logits")
+    args.output_dir = _output_folder(args, "logits_dir", "cache-logits")
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
@@ -199,6 +218,7 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
         max_length=args.max_length,
         shard_size=args.shard_size,
         model_kwargs=model_kwargs,
+        max_rows=args.max_rows,
     )
     print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
     _push_dataset(args, tokenizer=tokenizer)  # the cache holds token ids: decoded for the scan
