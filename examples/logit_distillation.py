@@ -5,6 +5,8 @@
 #     "bitsandbytes>=0.45",
 # ]
 # ///
+# hf-distill is not on PyPI yet: in a clone of its repository, `python -m pip install -e .`, then run this file
+# with `python` as shown below (`uv run` resolves the header above once a release is on the index).
 """Logit distillation with an online teacher: the student learns the teacher's next-token distribution on every
 token it trains on. Recipes (a), (b) and (e):
 
