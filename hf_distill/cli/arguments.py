@@ -153,7 +153,8 @@ class GenerateArguments(RowLimitArguments, DatasetPushArguments, DatasetArgument
     num_samples: int = field(default=1, metadata={"help": "Completions per prompt."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per `generate` call (left-padded)."})
     backend: Literal["transformers", "vllm"] = field(
-        default="transformers", metadata={"help": '`vllm` needs vLLM: `python -m pip install -e ".[vllm]"` in a clone of hf-distill.'}
+        default="transformers",
+        metadata={"help": '`vllm` needs vLLM: `python -m pip install -e ".[vllm]"` in a clone of hf-distill.'},
     )
     seed: int = field(default=0, metadata={"help": "Seed of the run; each sequence's seed derives from it."})
     shard_size: int = field(default=1000, metadata={"help": "Input rows per shard (unit of resuming and of work)."})
