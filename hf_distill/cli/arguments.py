@@ -156,7 +156,11 @@ class GenerateArguments(RowLimitArguments, DatasetPushArguments, DatasetArgument
         default="transformers",
         metadata={"help": '`vllm` needs vLLM: `python -m pip install -e ".[vllm]"` in a clone of hf-distill.'},
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the run; each sequence's seed derives from it."})
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the run; each sequence's seed derives from it. The default is the training seed's "
+                          "(42), so a recipe without `seed` generates the same text through the script and the CLI."},
+    )
     shard_size: int = field(default=1000, metadata={"help": "Input rows per shard (unit of resuming and of work)."})
     teacher_model_init_kwargs: str | None = field(
         default=None,
@@ -243,6 +247,11 @@ class CardArguments:
     )
     output: str | None = field(
         default=None, metadata={"help": "Where to write the card (default: <folder>/README.md)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing README.md that hf-distill did not write (a card it wrote is replaced, "
+                          "and the command says so)."},
     )
 
 

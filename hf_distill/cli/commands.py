@@ -20,6 +20,7 @@ from .arguments import (
     SpaceArguments,
     TrainScriptArguments,
 )
+from .hub_access import check_hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,20 @@ def load_dataset_argument(args: DatasetArguments, split: str):
                     f"Dataset {name!r} has splits {list(loaded)}, not {split!r}: choose one with the "
                     "--dataset_train_split / --dataset_test_split option."
                 )
-            return loaded[split]
-        return loaded
+            loaded = loaded[split]
+        return _remembered(loaded, path)
     if path.is_file() and path.suffix in _DATA_FILE_BUILDERS:
-        return datasets.load_dataset(_DATA_FILE_BUILDERS[path.suffix], data_files={split: str(path)}, split=split)
+        builder = _DATA_FILE_BUILDERS[path.suffix]
+        return _remembered(datasets.load_dataset(builder, data_files={split: str(path)}, split=split), path)
     return datasets.load_dataset(name, name=args.dataset_config, split=split)
+
+
+def _remembered(dataset, path: Path):
+    """`dataset`, its provenance pointing at the local file or folder it came from (by name and content hash)."""
+    from ..provenance import remember_local_source
+
+    remember_local_source(dataset, path)
+    return dataset
 
 
 def _output_folder(args: Any, name: str, command: str) -> str:
@@ -125,6 +135,11 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 
     require(script_args, "dataset_name", command="train")
     require(model_args, "model_name_or_path", command="train")
+    check_hub_reachable({
+        "--model_name_or_path": model_args.model_name_or_path,
+        "--teacher_model_name_or_path": training_args.teacher_model_name_or_path,
+        "--dataset_name": None if script_args.logits_dir else script_args.dataset_name,
+    })
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
@@ -176,6 +191,8 @@ def run_generate(args: GenerateArguments) -> int:
 
     require(args, "teacher", "dataset_name", command="generate")
     args.output_dir = _output_folder(args, "generations_dir", "generate")
+    check_hub_reachable({"--teacher": args.teacher, "--dataset_name": args.dataset_name},
+                        always=bool(args.push_to_hub))
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
@@ -205,6 +222,8 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
 
     require(args, "teacher", "dataset_name", command="cache-logits")
     args.output_dir = _output_folder(args, "logits_dir", "cache-logits")
+    check_hub_reachable({"--teacher": args.teacher, "--tokenizer": args.tokenizer,
+                         "--dataset_name": args.dataset_name}, always=bool(args.push_to_hub))
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
@@ -262,6 +281,8 @@ def run_benchmark(args: BenchmarkArguments) -> int:
     from ..benchmark import benchmark
 
     require(args, "student", "dataset_name", command="benchmark")
+    check_hub_reachable({"--student": args.student, "--teacher": args.teacher, "--baseline": args.baseline,
+                         "--dataset_name": args.dataset_name})
     dataset = load_dataset_argument(args, args.dataset_test_split)
     report = benchmark(
         args.student,
@@ -306,15 +327,39 @@ def run_card(args: CardArguments) -> int:
         Provenance.load(folder), report, repo_id=args.repo_id, student_license=args.student_license, plot_path=plot
     )
     output = Path(args.output) if args.output else folder / "README.md"
+    replaced = _check_card_target(output, overwrite=args.overwrite)
     card.save(output)
-    print(f"Model card written to {output}" + ("" if report else " (no benchmark report found: no results table)"))
+    print(f"Model card written to {output}" + (f" (replaced the {replaced} there)" if replaced else "")
+          + ("" if report else " (no benchmark report found: no results table)"))
     return 0
+
+
+def _check_card_target(output: Path, *, overwrite: bool) -> str | None:
+    """What `output` holds that the card replaces (None: nothing). A README that hf-distill did not write (its
+    front matter lacks the `hf-distill` tag) is refused unless --overwrite: it may be the user's own text."""
+    if not output.exists():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        tags = ModelCard.load(output).data.tags or []
+    except Exception:  # unreadable front matter: not a card we wrote
+        tags = []
+    if "hf-distill" in tags:
+        return "previous hf-distill card"
+    if overwrite:
+        return "existing file (--overwrite)"
+    raise CliUsageError(
+        f"{output} exists and was not written by hf-distill: pass --overwrite to replace it, or --output PATH to "
+        "write the card elsewhere."
+    )
 
 
 def run_push(args: PushArguments) -> int:
     from ..hub import push_student
 
     require(args, "folder", "repo_id", command="push")
+    check_hub_reachable({"--repo_id": args.repo_id}, always=True)
     result = push_student(
         args.folder,
         args.repo_id,
@@ -338,6 +383,7 @@ def run_space(args: SpaceArguments) -> int:
     from ..space import create_space
 
     require(args, "student", "output_dir", command="space")
+    check_hub_reachable({"--student": args.student, "--teacher": args.teacher}, always=args.push)
     result = create_space(
         args.student, teacher=args.teacher, space_id=args.space_id, output_dir=args.output_dir,
         hardware=args.hardware, private=args.private, push=args.push, token=args.token, title=args.title,
