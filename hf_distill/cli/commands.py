@@ -69,6 +69,9 @@ def load_dataset_argument(args: DatasetArguments, split: str):
                     "--dataset_train_split / --dataset_test_split option."
                 )
             loaded = loaded[split]
+        # Maps (tokenization, generation) would write cache-*.arrow files beside the input's own files: with
+        # caching off, datasets writes them to a temporary folder deleted at exit instead.
+        datasets.disable_caching()
         return _remembered(loaded, path)
     if path.is_file() and path.suffix in _DATA_FILE_BUILDERS:
         builder = _DATA_FILE_BUILDERS[path.suffix]
