@@ -87,17 +87,6 @@ def _remembered(dataset, path: Path):
     return dataset
 
 
-def _output_folder(args: Any, name: str, command: str) -> str:
-    """The folder a data command writes: `--<name>` (the key a recipe shared with `train` uses), else --output_dir."""
-    folder = getattr(args, name) or args.output_dir
-    if not folder:
-        raise CliUsageError(
-            f"`hf-distill {command}` needs --output_dir (or --{name}): the folder to write the dataset to. Pass it on "
-            "the command line or in the --config recipe."
-        )
-    return folder
-
-
 def _json_kwargs(value: str | dict | None, flag: str) -> dict | None:
     if value is None or isinstance(value, dict):
         return value
@@ -192,8 +181,8 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 def run_generate(args: GenerateArguments) -> int:
     from ..data import generate_completions
 
-    require(args, "teacher", "dataset_name", command="generate")
-    args.output_dir = _output_folder(args, "generations_dir", "generate")
+    args.output_dir = args.generations_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
+    require(args, "teacher", "dataset_name", "output_dir", command="generate")
     check_hub_reachable({"--teacher": args.teacher, "--dataset_name": args.dataset_name},
                         always=bool(args.push_to_hub))
     _check_dataset_push(args)
@@ -223,8 +212,8 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
 
     from ..data import cache_teacher_logits
 
-    require(args, "teacher", "dataset_name", command="cache-logits")
-    args.output_dir = _output_folder(args, "logits_dir", "cache-logits")
+    args.output_dir = args.logits_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
+    require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     check_hub_reachable({"--teacher": args.teacher, "--tokenizer": args.tokenizer,
                          "--dataset_name": args.dataset_name}, always=bool(args.push_to_hub))
     _check_dataset_push(args)
