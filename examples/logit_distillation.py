@@ -28,11 +28,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trl import ModelConfig, get_peft_config, get_quantization_config
-
+# hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.card import PLOT_PATH
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
+
+# isort: split
+from trl import ModelConfig, get_peft_config, get_quantization_config
 
 RECIPES = (
     "qwen2.5-0.5b_from_qwen2.5-1.5b.yaml",

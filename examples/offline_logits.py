@@ -30,13 +30,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from datasets import load_from_disk
-from transformers import AutoTokenizer
-from trl import ModelConfig
-
+# hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import DatasetArguments, load_dataset_argument, parse_recipe
 from hf_distill.data import cache_teacher_logits
+
+# isort: split
+from datasets import load_from_disk
+from transformers import AutoTokenizer
+from trl import ModelConfig
 
 RECIPES = ("qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml",)
 STAGES = ("cache", "train")

@@ -28,11 +28,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trl import ModelConfig, SFTTrainer, get_peft_config
-
+# hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill.cli import DatasetArguments, load_dataset_argument, parse_recipe
 from hf_distill.config import HardwareSFTConfig
 from hf_distill.data import generate_completions
+
+# isort: split
+from trl import ModelConfig, SFTTrainer, get_peft_config
 
 RECIPES = ("smollm2-360m_from_qwen2.5-7b-sequence.yaml",)
 

@@ -183,8 +183,7 @@ def run_generate(args: GenerateArguments) -> int:
 
     args.output_dir = args.generations_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
-    check_hub_reachable({"--teacher": args.teacher, "--dataset_name": args.dataset_name},
-                        always=bool(args.push_to_hub))
+    check_hub_reachable({"--teacher": args.teacher, "--dataset_name": args.dataset_name})
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
@@ -215,7 +214,7 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     args.output_dir = args.logits_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     check_hub_reachable({"--teacher": args.teacher, "--tokenizer": args.tokenizer,
-                         "--dataset_name": args.dataset_name}, always=bool(args.push_to_hub))
+                         "--dataset_name": args.dataset_name})
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
@@ -350,8 +349,7 @@ def _check_card_target(output: Path, *, overwrite: bool) -> str | None:
 def run_push(args: PushArguments) -> int:
     from ..hub import push_student
 
-    require(args, "folder", "repo_id", command="push")
-    check_hub_reachable({"--repo_id": args.repo_id}, always=True)
+    require(args, "folder", "repo_id", command="push")  # an unreachable Hub fails fast there: main() adds the fix
     result = push_student(
         args.folder,
         args.repo_id,
@@ -375,7 +373,7 @@ def run_space(args: SpaceArguments) -> int:
     from ..space import create_space
 
     require(args, "student", "output_dir", command="space")
-    check_hub_reachable({"--student": args.student, "--teacher": args.teacher}, always=args.push)
+    check_hub_reachable({"--student": args.student, "--teacher": args.teacher})
     result = create_space(
         args.student, teacher=args.teacher, space_id=args.space_id, output_dir=args.output_dir,
         hardware=args.hardware, private=args.private, push=args.push, token=args.token, title=args.title,

@@ -38,13 +38,14 @@ def unreachable_message(endpoint: str, named: Mapping[str, str], reason: str) ->
     )
 
 
-def check_hub_reachable(values: Mapping[str, str | None], *, always: bool = False) -> None:
-    """Raise [`HubUnreachableError`] at once when `values` name Hub ids (or `always`, for a push) and the endpoint
-    does not answer one request within `PROBE_TIMEOUT_S`. Offline mode (HF_HUB_OFFLINE=1) skips the probe."""
+def check_hub_reachable(values: Mapping[str, str | None]) -> None:
+    """Raise [`HubUnreachableError`] at once when `values` name Hub ids and the endpoint does not answer one request
+    within `PROBE_TIMEOUT_S`. Offline mode (HF_HUB_OFFLINE=1) skips the probe. (Pushes need no probe: they do not
+    retry, and `main()` gives their connection errors the same fix.)"""
     from huggingface_hub import constants
 
     named = hub_ids(values)
-    if constants.HF_HUB_OFFLINE or not (named or always):
+    if constants.HF_HUB_OFFLINE or not named:
         return
     import httpx
 
