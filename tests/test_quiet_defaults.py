@@ -41,6 +41,18 @@ def test_unactionable_lines_are_dropped_after_one_debug_record(caplog):
     assert set(UNACTIONABLE_LOG_LINES) >= {"bitsandbytes.backends.cpu.ops", "bitsandbytes.autograd._functions"}
 
 
+def test_peft_reading_a_deprecated_property_does_not_warn(model_factory):
+    """peft reads `is_gradient_checkpointing` (deprecated in transformers 5) on every model it wraps."""
+    from peft import LoraConfig, get_peft_model
+
+    silence_unactionable_logs()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a script sees: our filters stay in front of it
+        silence_unactionable_logs()
+        get_peft_model(model_factory("llama", hidden=16, layers=1), LoraConfig(r=2, target_modules="all-linear"))
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+
 @pytest.mark.parametrize("config_class", [DistillationConfig, HardwareSFTConfig])
 def test_configs_follow_the_machine_without_warnings(config_class, tmp_path):
     import torch

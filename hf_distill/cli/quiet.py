@@ -8,8 +8,10 @@ anything of the user. Their first occurrence is kept at DEBUG level (`--debug` s
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 
-__all__ = ["UNACTIONABLE_LOG_LINES", "silence_unactionable_logs"]
+__all__ = ["UNACTIONABLE_LOG_LINES", "UNACTIONABLE_WARNINGS", "silence_unactionable_logs"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +21,13 @@ UNACTIONABLE_LOG_LINES: dict[str, tuple[str, ...]] = {
     "bitsandbytes.autograd._functions": ("MatMul8bitLt: inputs will be cast",),
     "kernels._internals.hf_hub": ("Skipping publisher trust check",),
 }
+
+
+# (category, start of the message) of Python warnings raised inside third-party code, not by anything the user wrote:
+# peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates, on every PEFT model it wraps.
+UNACTIONABLE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated"),
+)
 
 
 class _DemoteToDebugOnce(logging.Filter):
@@ -42,6 +51,8 @@ class _DemoteToDebugOnce(logging.Filter):
 
 def silence_unactionable_logs() -> None:
     """Install the filters (idempotent). Must run before bitsandbytes is imported to catch its import-time line."""
+    for category, prefix in UNACTIONABLE_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(prefix), category=category)
     for name, prefixes in UNACTIONABLE_LOG_LINES.items():
         target = logging.getLogger(name)
         if not any(isinstance(f, _DemoteToDebugOnce) for f in target.filters):
