@@ -123,17 +123,30 @@ def stand_ins(tmp_path_factory, tokenizer, other_tokenizer):
     return root
 
 
+class _Runs:
+    """Each runnable command, run once on first use through bash in the scratch folder, after the earlier commands
+    that use the same recipe (a `train` step needs its `cache` step's output): command -> CompletedProcess."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.results = folder, {}
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), self.env["PATH"]])
+
+    def __getitem__(self, command: str) -> subprocess.CompletedProcess:
+        ordered = list(dict.fromkeys(c for _, c in RUNNABLE))  # a command shown twice runs once
+        recipe = set(re.findall(r"examples/configs/\S+\.yaml", command))
+        for earlier in ordered[: ordered.index(command) + 1]:
+            if earlier not in self.results and (earlier == command or recipe & set(re.findall(r"\S+\.yaml", earlier))):
+                self.results[earlier] = subprocess.run(
+                    ["bash", "-c", earlier], cwd=self.folder, env=self.env, capture_output=True, text=True,
+                    timeout=900,
+                )
+        return self.results[command]
+
+
 @pytest.fixture(scope="module")
 def runs(stand_ins):
-    """Each runnable command, in reading order, through bash in the scratch folder: command -> CompletedProcess."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    results = {}
-    for command in dict.fromkeys(command for _, command in RUNNABLE):  # a command shown twice runs once
-        results[command] = subprocess.run(
-            ["bash", "-c", command], cwd=stand_ins, env=env, capture_output=True, text=True, timeout=900
-        )
-    return results
+    return _Runs(stand_ins)
 
 
 def _stderr_lines(stderr: str) -> list[str]:
@@ -154,8 +167,7 @@ def test_documented_command_runs_as_written(source, command, runs, stand_ins):
 @pytest.mark.slow
 def test_train_run_prints_nothing_but_progress_to_stderr(runs):
     """A `train` run's stderr holds progress bars only: no warning from a third-party library (counted lines)."""
-    train = [c for c in runs if c.startswith("hf-distill train") and "0.5b_from" in c]
-    assert len(train) == 1
+    train = [c for _, c in RUNNABLE if c.startswith("hf-distill train") and "0.5b_from" in c]
     result = runs[train[0]]
     frames = [part for line in result.stderr.splitlines() for part in line.split("\r") if part.strip()]
     assert len(frames) > 5  # progress bars were drawn: stderr was captured
@@ -164,6 +176,6 @@ def test_train_run_prints_nothing_but_progress_to_stderr(runs):
 
 @pytest.mark.slow
 def test_8bit_recipe_prints_no_per_matmul_lines(runs):
-    command = next(c for c in runs if "7b-8bit" in c)
+    command = next(c for _, c in RUNNABLE if "7b-8bit" in c)
     assert runs[command].returncode == 0
     assert "MatMul8bitLt" not in runs[command].stderr
