@@ -14,7 +14,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
-from .config import DistillationConfig
+from .config import DistillationConfig, reject_config_fields_in_trainer_kwargs
 from .gguf import gguf_file_of, load_gguf_student
 from .heads import OutputHead, final_hidden_states, unwrap_model
 from .losses.terms import LossSettings
@@ -86,6 +86,7 @@ class DistillationTrainer(TokenStatsMixin, SFTTrainer):
     ):
         from .preflight import check_before_loading  # imports hf_distill.data, which needs .teachers first
 
+        reject_config_fields_in_trainer_kwargs(kwargs)  # e.g. teacher_model_init_kwargs= belongs in the config
         args = self._check_args(args, model)
         if isinstance(model, (str, os.PathLike)):  # TRL loads it with `args.model_init_kwargs`: safetensors only
             check_safetensors_weights(model, args.model_init_kwargs, argument="model")

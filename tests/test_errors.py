@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,8 +32,9 @@ from hf_distill.benchmark import benchmark
 from hf_distill.benchmark.errors import BenchmarkInputError
 from hf_distill.cli import main
 from hf_distill.cli.commands import CliUsageError
+from hf_distill.cli.hub_access import HubUnreachableError
 from hf_distill.cli.parser import RecipeError
-from hf_distill.config import DistillationConfigError
+from hf_distill.config import ConfigFieldPassedToTrainerError, DistillationConfigError
 from hf_distill.data import (
     CachedDatasetError,
     CacheSettingsError,
@@ -49,6 +51,7 @@ from hf_distill.data import (
 )
 from hf_distill.data.checks import TrainingDataError
 from hf_distill.data.format import TOPK_COLUMN
+from hf_distill.data.shards import RowLimitError
 from hf_distill.gguf import GgufFileError
 from hf_distill.hub import (
     DatasetPushError,
@@ -277,6 +280,30 @@ def _quickstart_without(env, module: str):
                     "--cache_dir", str(env.tmp_path))
 
 
+def _with_closed_endpoint(call):
+    """`call()` with the Hub endpoint on a local port nothing listens on, and offline mode off."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    saved = constants.ENDPOINT, constants.HF_HUB_OFFLINE
+    constants.ENDPOINT, constants.HF_HUB_OFFLINE = f"http://127.0.0.1:{port}", False
+    try:
+        return call()
+    finally:
+        constants.ENDPOINT, constants.HF_HUB_OFFLINE = saved
+
+
+def _card_over_own_readme(env):
+    folder = env.tmp_path / "student"
+    shutil.copytree(env.assets.student_folder, folder)
+    (folder / "README.md").write_text("# my own notes\n")
+    return _cli(env, "card", "--folder", str(folder))
+
+
 def _recipe(env, content: dict):
     path = env.tmp_path / "recipe.yaml"
     path.write_text(json.dumps(content))  # JSON is YAML
@@ -298,6 +325,16 @@ CASES = [
          "`temperature` (--temperature) is 0; it must be > 0"),
     Case("E-CONFIG-CHUNK", lambda env: _args(env, kd_chunk_size=0), DistillationConfigError,
          "`kd_chunk_size` (--kd_chunk_size) is 0"),
+    Case("E-CONFIG-TEACHER-KWARGS-JSON", lambda env: _args(env, teacher_model_init_kwargs="{bad"),
+         DistillationConfigError, "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) is not valid JSON"),
+    Case("E-TRAINER-CONFIG-FIELD",
+         lambda env: env.before_loading(teacher_model_init_kwargs={"dtype": "float32"}),
+         ConfigFieldPassedToTrainerError,
+         "'teacher_model_init_kwargs' is a field of DistillationConfig, not an argument of DistillationTrainer: pass "
+         "`args=DistillationConfig(..., teacher_model_init_kwargs=...)`"),
+    Case("E-DATA-MAX-ROWS", lambda env: generate_completions(_NOWHERE, tiny.prompt_completion_dataset(2),
+                                                             output_dir=env.tmp_path / "g", max_rows=0),
+         RowLimitError, "`max_rows` (--max_rows) is 0; pass a positive number of rows"),
     Case("E-CONFIG-TEACHER-KWARGS", lambda env: _args(env, teacher_model_init_kwargs=5), DistillationConfigError,
          "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict"),
     Case("E-CONFIG-ARGS-TYPE",
@@ -503,6 +540,14 @@ CASES = [
     Case("E-CLI-CONFIG-VALUE", lambda env: _cli(env, "train", "--alpha", "2", "--output_dir", "o"),
          DistillationConfigError, "`alpha` (--alpha) is 2.0; it must be in [0, 1]"),
     Case("E-CLI-UNKNOWN-COMMAND", lambda env: main(["no-such-command"]), SystemExit, "2"),
+    Case("E-CLI-UNKNOWN-OPTION", lambda env: _cli(env, "train", "--learnig_rate", "1e-4"), RecipeError,
+         "`hf-distill train` has no option '--learnig_rate' (did you mean --learning_rate?)"),
+    Case("E-CLI-HUB-UNREACHABLE", lambda env: _with_closed_endpoint(
+        lambda: _cli(env, "train", "--model_name_or_path", "org/student", "--dataset_name", "org/data",
+                     "--output_dir", str(env.tmp_path / "o"))),
+         HubUnreachableError, "or set HF_HUB_OFFLINE=1 to use models and datasets already in the local cache"),
+    Case("E-CLI-CARD-EXISTS", lambda env: _card_over_own_readme(env), CliUsageError,
+         "README.md exists and was not written by hf-distill: pass --overwrite to replace it"),
     # Benchmark.
     Case("E-BENCH-NO-DATASET", lambda env: benchmark(_NOWHERE, dataset=None, tokenizer=env.tokenizer),
          BenchmarkInputError, "`dataset` is None: the benchmark needs held-out examples"),

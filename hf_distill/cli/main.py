@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from ..students.cli import InitStudentArguments, run_init_student
 from . import arguments as cli_args
 from . import commands
+from .hub_access import HubUnreachableError, is_connection_failure, unreachable_message
+from .messages import as_cli_message
 from .parser import parse_recipe
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -123,7 +125,8 @@ def _version() -> str:
 def _one_line(error: BaseException) -> str:
     """The error as `ErrorType: message`, without the traceback (our messages already carry the fix)."""
     message = str(error).strip() or repr(error)
-    return message if isinstance(error, ValueError) else f"{type(error).__name__}: {message}"
+    ours = isinstance(error, (ValueError, HubUnreachableError))
+    return message if ours else f"{type(error).__name__}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     command = COMMANDS[name]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if debug:
-        logging.getLogger("hf_distill").setLevel(logging.INFO)
+    if debug:  # our records, and the third-party lines demoted by `quiet` (first of each), become visible
+        logging.getLogger("hf_distill").setLevel(logging.DEBUG)
     try:
         parsed = parse_recipe(command.dataclass_types(), rest, prog=f"hf-distill {name}", description=command.help)
         return command.run(*parsed)
@@ -150,6 +153,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # one clear line, not a traceback; --debug shows it
         if debug:
             raise
-        print(f"hf-distill {name}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"hf-distill {name}: error: {_cli_message(error, command)}", file=sys.stderr)
         print("(run again with --debug for the full traceback)", file=sys.stderr)
         return 1
+
+
+def _cli_message(error: BaseException, command: Command) -> str:
+    """The error in one line and in the CLI's words; a lost connection gets the fix for it."""
+    from dataclasses import fields
+
+    from huggingface_hub import constants
+
+    message = _one_line(error)
+    if is_connection_failure(error) and not isinstance(error, HubUnreachableError):
+        message = unreachable_message(constants.ENDPOINT, {}, message)
+    try:
+        options = {f.name for cls in command.dataclass_types() for f in fields(cls)}
+    except Exception:  # the message matters more than its wording
+        options = set()
+    return as_cli_message(message, options)

@@ -23,7 +23,7 @@ from trl.data_utils import _tokenize, is_conversational
 
 from ..privacy import scan_generated
 from .card import write_dataset_card
-from .shards import Shard, run_sharded
+from .shards import Shard, first_rows, run_sharded
 from .teacher import TeacherProvenance, load_offline_teacher, path_provenance, teacher_provenance
 
 __all__ = ["GenerationSettings", "GenerationSettingsError", "generate_completions"]
@@ -81,6 +81,7 @@ def generate_completions(
     seed: int = 0,
     shard_size: int = 1000,
     model_kwargs: dict | None = None,
+    max_rows: int | None = None,
 ) -> Dataset:
     """The teacher's completions for every prompt of `dataset`: one row per (prompt, sample).
 
@@ -102,6 +103,7 @@ def generate_completions(
         shard_size (`int`, *optional*, defaults to `1000`): input rows per shard (the unit of resuming and of work
             split across processes).
         model_kwargs (`dict`, *optional*): `from_pretrained` keyword arguments when `teacher` is an id or path.
+        max_rows (`int`, *optional*): use only the first `max_rows` rows of `dataset` (a quick look).
 
     Returns:
         `Dataset` in prompt/completion format (input with `prompt`) or messages format (input with `messages`), with
@@ -117,6 +119,7 @@ def generate_completions(
     >>> trl.SFTTrainer(model="HuggingFaceTB/SmolLM2-360M", train_dataset=generated).train()
     ```
     """
+    dataset = first_rows(dataset, max_rows)
     settings = GenerationSettings(max_new_tokens, temperature, top_p, num_samples, seed, backend)
     _check_arguments(teacher, dataset, settings, batch_size)
     if backend == "vllm":

@@ -30,7 +30,7 @@ from .format import (
     chat_template_hash,
     tokenizer_hash,
 )
-from .shards import Shard, run_sharded
+from .shards import Shard, first_rows, run_sharded
 from .teacher import load_offline_teacher, teacher_provenance
 from .tokenization import tokenize_like_sft
 
@@ -73,6 +73,7 @@ def cache_teacher_logits(
     max_length: int | None = None,
     shard_size: int = 1000,
     model_kwargs: dict | None = None,
+    max_rows: int | None = None,
 ) -> Dataset:
     """Score `dataset` with the teacher once and store its top-k log-probabilities per training position.
 
@@ -93,6 +94,7 @@ def cache_teacher_logits(
         max_length (`int`, *optional*): truncate rows to this many tokens (keep the start, as SFTTrainer does).
         shard_size (`int`, *optional*, defaults to `1000`): rows per shard (the unit of resuming and of work split).
         model_kwargs (`dict`, *optional*): `from_pretrained` keyword arguments when `teacher` is an id or path.
+        max_rows (`int`, *optional*): score only the first `max_rows` rows of `dataset` (a quick look).
 
     Returns:
         `Dataset` with columns `input_ids`, `completion_mask`, `teacher_topk`, `tokenizer_hash`; also saved in
@@ -107,6 +109,7 @@ def cache_teacher_logits(
     ... )
     ```
     """
+    dataset = first_rows(dataset, max_rows)
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)

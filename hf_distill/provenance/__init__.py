@@ -19,6 +19,7 @@ from .sources import (
     folder_content_hash,
     is_hub_id,
     model_record,
+    remember_local_source,
     sha256_file,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "is_hub_id",
     "model_record",
     "non_default_config",
+    "remember_local_source",
     "provenance_sources",
     "sha256_file",
     "tokenizer_hashes",

@@ -30,6 +30,7 @@ __all__ = [
     "folder_content_hash",
     "is_hub_id",
     "model_record",
+    "remember_local_source",
     "sha256_file",
 ]
 
@@ -41,6 +42,35 @@ _HASHED_PATTERNS = ("config.json", "adapter_config.json", "*.safetensors", "*.sa
 _DATASET_CACHE_RE = re.compile(r"([^/\\]+)___([^/\\]+)[/\\][^/\\]+[/\\][^/\\]+[/\\]([0-9a-f]{40})[/\\]")
 _CHUNK = 8 * 1024 * 1024
 _hash_cache: dict[tuple[str, int, int], str] = {}
+# dataset fingerprint -> the local data file or folder it was loaded from (a loaded `json` dataset forgets its file)
+_local_sources: dict[str, str] = {}
+
+
+def remember_local_source(dataset: Any, path: str | os.PathLike) -> None:
+    """Record that `dataset` was loaded from the local file or folder `path`, so that its provenance names the file
+    and its content hash instead of the loader (`json`) and "in-memory"."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is not None:
+        _local_sources[fingerprint] = str(Path(path).expanduser().resolve())
+
+
+def _local_dataset_record(*datasets: Any) -> SourceRecord | None:
+    """The record of the remembered local file or folder of the first of `datasets` that has one."""
+    known = [getattr(d, "_fingerprint", None) for d in datasets]
+    path = next((_local_sources[f] for f in known if f in _local_sources), None)
+    if path is None:
+        return None
+    source = Path(path)
+    digest = sha256_file(source) if source.is_file() else _tree_hash(source)
+    return SourceRecord(role="dataset", kind="local", name=source.name, content_sha256=digest)
+
+
+def _tree_hash(folder: Path) -> str:
+    """SHA-256 over the relative names and contents of every file under `folder` (a `save_to_disk` dataset)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + sha256_file(file).encode())
+    return digest.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -225,8 +255,11 @@ def dataset_record(
             if match:
                 repo_id, revision = f"{match.group(1)}/{match.group(2)}", match.group(3)
                 break
+    local = _local_dataset_record(scan_source, dataset) if repo_id is None else None
     if repo_id is not None:
         base = _hub_record("dataset", repo_id, revision, "dataset")
+    elif local is not None:
+        base = local
     else:
         name = getattr(getattr(dataset, "info", None), "dataset_name", None) or split
         base = SourceRecord(role="dataset", kind="in-memory", name=name)
