@@ -42,7 +42,7 @@ def follow_hardware(config: SFTConfig) -> None:
         config.bf16 = _cuda_bf16_available()
     if config.dataloader_pin_memory and not _accelerator_available():
         config.dataloader_pin_memory = False
-    if config.activation_checkpointing is None and config.gradient_checkpointing is True:
+    if getattr(config, "activation_checkpointing", False) is None and config.gradient_checkpointing is True:
         config.activation_checkpointing, config.gradient_checkpointing = True, None
 
 
