@@ -29,7 +29,7 @@ from pathlib import Path
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import PLOT_PATH
+from hf_distill.publish.card import PLOT_PATH
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
 
 RECIPES = (

@@ -1,17 +1,29 @@
-"""hf_distill: distil LLMs into small students on the Hugging Face stack, and publish them with an honest card."""
+"""hf_distill: distil LLMs into small students on the Hugging Face stack, and publish them with an honest card.
 
-from .collator import DistillationCollator
-from .config import DistillationConfig, DistillationConfigError
-from .losses import distillation_loss
-from .trainer import DistillationTrainer
+The public names below load on first use (`import hf_distill` stays fast); subpackages, bottom to top: `losses`,
+`formats`, `teachers`, `offline`, `benchmark`, `publish`, `training`, `quickstart`, `cli` (see CONTRIBUTING.md).
+"""
 
-__version__ = "0.1.0"
+from ._lazy import lazy_namespace
+from ._version import __version__
+
+_EXPORTS = {
+    "DistillationCollator": ".training.collator",
+    "DistillationConfig": ".training.config",
+    "DistillationConfigError": ".training.config",
+    "DistillationTrainer": ".training.trainer",
+    "HfDistillError": ".errors",
+    "distillation_loss": ".losses",
+}
 
 __all__ = [
     "DistillationCollator",
     "DistillationConfig",
     "DistillationConfigError",
     "DistillationTrainer",
+    "HfDistillError",
     "__version__",
     "distillation_loss",
 ]
+
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

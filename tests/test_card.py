@@ -4,8 +4,8 @@ import pytest
 from huggingface_hub import EvalResult, ModelCard
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import CardError, build_model_card, check_card
-from hf_distill.provenance import DatasetRecord, Provenance, SourceRecord
+from hf_distill.publish.card import CardError, build_model_card, check_card
+from hf_distill.publish.provenance import DatasetRecord, Provenance, SourceRecord
 from tests import tiny
 
 TEACHER_SHA, BASE_SHA, DATA_SHA = "1" * 40, "2" * 40, "3" * 40

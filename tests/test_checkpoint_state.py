@@ -19,7 +19,7 @@ from transformers.optimization import get_scheduler
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill import checkpoint_state as cs
-from hf_distill.checkpoint_state import CheckpointStateError
+from hf_distill.training.checkpoint_state import CheckpointStateError
 from tests import tiny
 from tests.no_pickle import refuse_unpickling
 
@@ -323,7 +323,7 @@ def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tm
 
 def test_weight_sizes_and_hashes_count_the_model_not_the_checkpoint_state(build, tmp_path):
     from hf_distill.benchmark.cost import weights_on_disk
-    from hf_distill.provenance.collect import weight_file_hashes
+    from hf_distill.publish.provenance.collect import weight_file_hashes
 
     trainer = build(tmp_path / "run", max_steps=1)
     trainer.train()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_distill.licenses import (
+from hf_distill.publish.licenses import (
     HUB_LICENSE_IDS,
     LICENSE_RULES,
     NON_COMMERCIAL_LICENSES,

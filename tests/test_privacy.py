@@ -9,7 +9,7 @@ from huggingface_hub import DatasetCard
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import main
 from hf_distill.data import cache_teacher_logits
-from hf_distill.data.publish import DatasetPushError
+from hf_distill.publish.dataset import DatasetPushError
 from hf_distill.hub import HubAuthError, PushError, push_dataset
 from hf_distill.privacy import (
     PATTERNS,

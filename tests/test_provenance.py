@@ -10,7 +10,7 @@ from datasets import Dataset
 from huggingface_hub import constants
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.provenance import (
+from hf_distill.publish.provenance import (
     PROVENANCE_FILE,
     Provenance,
     ProvenanceError,

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..errors import HfDistillError
 from .arguments import (
     BenchmarkArguments,
     CacheLogitsArguments,
@@ -38,7 +39,7 @@ __all__ = [
 _DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class CliUsageError(ValueError):
+class CliUsageError(HfDistillError, ValueError):
     """A required option is missing or two options contradict each other."""
 
 
@@ -109,7 +110,7 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
     """`DistillationTrainer` on the train split, as `trl sft` runs `SFTTrainer`; saves, benchmarks, pushes."""
     from trl import get_peft_config, get_quantization_config
 
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
     require(script_args, "dataset_name", command="train")
     require(model_args, "model_name_or_path", command="train")
@@ -208,7 +209,7 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
 def _check_dataset_push(args) -> None:
     """A bad --push_to_hub repo id or a missing token fails before the teacher runs, not after."""
     if args.push_to_hub:
-        from ..data.publish import check_push_target
+        from ..publish.dataset import check_push_target
 
         check_push_target(args.push_to_hub, argument="--push_to_hub")
 
@@ -216,7 +217,7 @@ def _check_dataset_push(args) -> None:
 def _push_dataset(args, tokenizer=None) -> None:
     if not args.push_to_hub:
         return
-    from ..hub import push_dataset
+    from ..publish.dataset import push_dataset
 
     result = push_dataset(args.output_dir, args.push_to_hub, tokenizer=tokenizer,
                           allow_private_data=args.allow_private_data)
@@ -226,7 +227,7 @@ def _push_dataset(args, tokenizer=None) -> None:
 
 def _plot_path() -> str:
     """Where the card and the Space expect the benchmark plot, relative to the student folder."""
-    from ..card import PLOT_PATH
+    from ..publish.card import PLOT_PATH
 
     return PLOT_PATH
 
@@ -270,8 +271,8 @@ def run_benchmark(args: BenchmarkArguments) -> int:
 
 def run_card(args: CardArguments) -> int:
     from ..benchmark import BenchmarkReport
-    from ..card import build_model_card
-    from ..provenance import Provenance
+    from ..publish.card import build_model_card
+    from ..publish.provenance import Provenance
 
     require(args, "folder", command="card")
     folder = Path(args.folder)
@@ -292,7 +293,7 @@ def run_card(args: CardArguments) -> int:
 
 
 def run_push(args: PushArguments) -> int:
-    from ..hub import push_student
+    from ..publish.student import push_student
 
     require(args, "folder", "repo_id", command="push")
     result = push_student(
@@ -315,7 +316,7 @@ def run_push(args: PushArguments) -> int:
 
 
 def run_space(args: SpaceArguments) -> int:
-    from ..space import create_space
+    from ..publish.space import create_space
 
     require(args, "student", "output_dir", command="space")
     result = create_space(

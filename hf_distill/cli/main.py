@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .._version import __version__
 from . import arguments as cli_args
 from . import commands
 from .parser import parse_recipe
@@ -42,7 +43,7 @@ class Command:
 def _training_types() -> tuple[type, ...]:
     from trl import ModelConfig
 
-    from ..config import DistillationConfig
+    from ..training.config import DistillationConfig
 
     return (cli_args.TrainScriptArguments, DistillationConfig, ModelConfig)
 
@@ -100,17 +101,11 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog="Start with `hf-distill quickstart`: it runs offline on a laptop CPU in minutes.",
     )
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
-    parser.add_argument("--version", action="version", version=f"hf-distill {_version()}")
+    parser.add_argument("--version", action="version", version=f"hf-distill {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name, command in COMMANDS.items():
         subparsers.add_parser(name, help=command.help, add_help=False)
     return parser
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _one_line(error: BaseException) -> str:

@@ -8,6 +8,8 @@ from argparse import ArgumentDefaultsHelpFormatter, Namespace, RawDescriptionHel
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import HfDistillError
+
 __all__ = ["RecipeError", "make_parser", "parse_recipe"]
 
 
@@ -15,7 +17,7 @@ class _HelpFormatter(RawDescriptionHelpFormatter, ArgumentDefaultsHelpFormatter)
     """Keeps the description's line breaks and shows each option's default."""
 
 
-class RecipeError(ValueError):
+class RecipeError(HfDistillError, ValueError):
     """A `--config` recipe cannot be read or holds keys no option of the command knows."""
 
 

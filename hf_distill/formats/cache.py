@@ -14,13 +14,14 @@ A cached dataset is a plain `datasets.Dataset`, one row per training sequence:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 
 import datasets
 import numpy as np
 
+from ..errors import HfDistillError
+from ..fingerprints import chat_template_hash, tokenizer_hash
 from .codec import TopKCodec
 
 __all__ = [
@@ -45,7 +46,7 @@ TOKENIZER_HASH_COLUMN = "tokenizer_hash"
 CACHED_COLUMNS = ("input_ids", "completion_mask", TOPK_COLUMN, TOKENIZER_HASH_COLUMN)
 
 
-class CachedDatasetError(ValueError):
+class CachedDatasetError(HfDistillError, ValueError):
     """A cached-teacher dataset that cannot be used as given; the message names the row or setting and the fix."""
 
 
@@ -62,22 +63,6 @@ def cache_features() -> datasets.Features:
 
 def is_cached_dataset(column_names) -> bool:
     return TOPK_COLUMN in (column_names or ())
-
-
-def tokenizer_hash(tokenizer) -> str:
-    """sha256 of the tokenizer's id -> token mapping (added tokens included): equal exactly when every token id means
-    the same string, which is what a cached teacher's ids need from the student."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
-
-
-def chat_template_hash(tokenizer) -> str | None:
-    """sha256 of the tokenizer's chat template (`None` without one)."""
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
-        return None
-    text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass

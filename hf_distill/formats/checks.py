@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cache import TOPK_COLUMN, CachedDatasetError, is_cached_dataset
 from .codec import TopKCodec
-from .format import TOPK_COLUMN, CachedDatasetError, is_cached_dataset
 from .tokenization import DatasetFormatError
 
 logger = logging.getLogger(__name__)

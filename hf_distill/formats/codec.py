@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
+from ..errors import HfDistillError
+
 __all__ = [
     "CODEC_NAME",
     "CodecError",
@@ -39,7 +41,7 @@ _VERSION = 1
 _HEADER = struct.Struct("<4sBHIIIHHH")
 
 
-class CodecError(ValueError):
+class CodecError(HfDistillError, ValueError):
     """A blob is not a valid top-k encoding, or the arrays to encode are inconsistent."""
 
 

@@ -20,10 +20,12 @@ from trl.data_utils import (
     maybe_convert_to_chatml,
 )
 
+from ..errors import HfDistillError
+
 __all__ = ["DatasetFormatError", "tokenize_like_sft"]
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(HfDistillError, ValueError):
     """The dataset is in none of the formats the operation accepts."""
 
 

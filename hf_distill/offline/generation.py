@@ -21,17 +21,19 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from trl.data_utils import _tokenize, is_conversational
 
+from ..errors import HfDistillError
+from ..fingerprints import TeacherProvenance, path_provenance, teacher_provenance
 from ..privacy import scan_generated
 from .card import write_dataset_card
 from .shards import Shard, run_sharded
-from .teacher import TeacherProvenance, load_offline_teacher, path_provenance, teacher_provenance
+from .teacher import load_offline_teacher
 
 __all__ = ["GenerationSettings", "GenerationSettingsError", "generate_completions"]
 
 _BACKENDS = ("transformers", "vllm")
 
 
-class GenerationSettingsError(ValueError):
+class GenerationSettingsError(HfDistillError, ValueError):
     """An argument of `generate_completions` is invalid; the message names it, its value and the fix."""
 
 

@@ -16,12 +16,9 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from ..heads import OutputHead, backbone_hidden_states
-from ..nonfinite import check_teacher_finite
-from ..privacy import scan_dataset
-from .card import write_dataset_card
-from .codec import CODEC_NAME, TopKCodec
-from .format import (
+from ..errors import HfDistillError
+from ..fingerprints import teacher_provenance
+from ..formats.cache import (
     TOKENIZER_HASH_COLUMN,
     TOPK_COLUMN,
     CacheInfo,
@@ -29,9 +26,14 @@ from .format import (
     chat_template_hash,
     tokenizer_hash,
 )
+from ..formats.codec import CODEC_NAME, TopKCodec
+from ..formats.tokenization import tokenize_like_sft
+from ..heads import OutputHead, backbone_hidden_states
+from ..nonfinite import check_teacher_finite
+from ..privacy import scan_dataset
+from .card import write_dataset_card
 from .shards import Shard, run_sharded
-from .teacher import load_offline_teacher, teacher_provenance
-from .tokenization import tokenize_like_sft
+from .teacher import load_offline_teacher
 
 __all__ = ["CacheSettingsError", "cache_teacher_logits", "topk_log_probs"]
 
@@ -39,7 +41,7 @@ __all__ = ["CacheSettingsError", "cache_teacher_logits", "topk_log_probs"]
 _MAX_LOGIT_ELEMENTS = 1 << 28
 
 
-class CacheSettingsError(ValueError):
+class CacheSettingsError(HfDistillError, ValueError):
     """An argument of `cache_teacher_logits` is invalid; the message names it, its value and the fix."""
 
 

@@ -36,6 +36,9 @@ import torch.distributed as dist
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from ..errors import HfDistillError
+from ..fingerprints import file_sha256
+
 __all__ = [
     "CorruptShardError",
     "ProcessGroup",
@@ -49,7 +52,7 @@ __all__ = [
 ]
 
 
-class ResumeError(ValueError):
+class ResumeError(HfDistillError, ValueError):
     """`output_dir` holds a run made with other settings or other input rows."""
 
 
@@ -114,14 +117,6 @@ def rows_sha256(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     for column in sorted(dataset.column_names):
         digest.update(json.dumps([column, dataset[column]], sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -198,7 +193,7 @@ class ShardStore:
         if final.exists():  # a shard dir without a valid sidecar: a killed earlier attempt
             shutil.rmtree(final)
         os.replace(tmp, final)
-        files = {path.name: _file_sha256(path) for path in sorted(final.iterdir())}
+        files = {path.name: file_sha256(path, reuse=False) for path in sorted(final.iterdir())}
         record = {"num_rows": len(dataset), "input_sha256": input_sha256, "files": files}
         atomic_write_text(self._sidecar(shard), json.dumps(record, sort_keys=True, indent=2))
 
@@ -236,7 +231,7 @@ def _checksum_mismatch(folder: Path, files: dict[str, str]) -> str | None:
     if missing := sorted(set(files) - present):
         return f"{', '.join(missing)} missing"
     for name, sha in files.items():
-        if _file_sha256(folder / name) != sha:
+        if file_sha256(folder / name, reuse=False) != sha:
             return f"{name} does not match its sha256 recorded at write time"
     return None
 
@@ -279,7 +274,7 @@ class RunManifest:
         folder = Path(output_dir)
         written = json.loads((folder / "state.json").read_text())
         names = [entry["filename"] for entry in written["_data_files"]] + ["state.json", "dataset_info.json"]
-        files = {name: _file_sha256(folder / name) for name in names}
+        files = {name: file_sha256(folder / name, reuse=False) for name in names}
         record = {"kind": self.kind, "settings": self.settings, "files": files}
         atomic_write_text(folder / self.file_name, json.dumps(record, sort_keys=True, default=str, indent=2))
         store.remove()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import jinja2
 from huggingface_hub import ModelCard, ModelCardData, constants
 
+from ..errors import HfDistillError
 from .licenses import HUB_LICENSE_IDS, LICENSE_RULES, LicenseVerdict
 from .provenance import DatasetRecord, Provenance, SourceRecord
 
@@ -74,7 +75,7 @@ _DIVERGENCE_CITATION = {"jsd": "jsd", "reverse_kl": "reverse_kl", "skew_forward_
                         "tvd": "tvd"}
 
 
-class CardError(ValueError):
+class CardError(HfDistillError, ValueError):
     """The model card fails a local check (metadata that the Hub would reject or that would mislead)."""
 
 

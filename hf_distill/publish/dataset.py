@@ -21,8 +21,10 @@ import datasets
 from datasets import Dataset, DatasetDict
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
+from ..errors import HfDistillError
+from ..offline.card import privacy_section, write_dataset_card
 from ..privacy import PrivacyReport, PrivateDataError, check_publishable, scan_dataset, text_columns
-from .card import privacy_section, write_dataset_card
+from .repo import require_token, validate_repo_id
 
 __all__ = [
     "DatasetPushError",
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 _MAX_SHARD_BYTES = 500 * 2**20  # the size `Dataset.push_to_hub` shards at
 
 
-class DatasetPushError(ValueError):
+class DatasetPushError(HfDistillError, ValueError):
     """The dataset given to `push_dataset` cannot be read or scanned as asked."""
 
 
@@ -67,8 +69,6 @@ def check_push_target(repo_id: str, token: str | None = None, *, argument: str =
     """The validated repo id and the token to push with; raises `PushError` / `HubAuthError` without any request.
     Call it before expensive work (generation, caching) whose result is to be pushed; `argument` names the option
     in the error (`"--push_to_hub"` for the CLI)."""
-    from ..hub import require_token, validate_repo_id
-
     return validate_repo_id(repo_id, argument=argument), require_token(token)
 
 
@@ -205,8 +205,6 @@ def push_dataset(
     '0 of 2000 texts flagged: nothing'
     ```
     """
-    from ..hub import require_token, validate_repo_id
-
     repo_id = validate_repo_id(repo_id)
     if max_shard_bytes < 1:
         raise DatasetPushError(f"`max_shard_bytes` is {max_shard_bytes}; it must be >= 1 (500 MiB is usual).")

@@ -1,7 +1,5 @@
 """Publish a distilled student: licence pre-flight and local card checks, then one commit with weights (safetensors),
-tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files.
-
-Shared Hub helpers live here too: repo-id validation and token resolution (the token is never logged or written)."""
+tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files."""
 
 from __future__ import annotations
 
@@ -12,48 +10,20 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, get_token
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
+from ..benchmark import BenchmarkReport
+from ..safe_loading import safe_init_kwargs
 from .card import PLOT_PATH, build_model_card, check_card
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
-from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, weight_file_hashes
-from .safe_loading import safe_init_kwargs
-
-if TYPE_CHECKING:
-    from .space import SpaceConfigError, SpaceCreationError, SpaceResult, create_space
+from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, is_hub_id, weight_file_hashes
+from .repo import PushError, require_token, validate_repo_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "PUSH_MODES",
-    "HubAuthError",
-    "PushError",
-    "PushResult",
-    "SpaceConfigError",
-    "SpaceCreationError",
-    "SpaceResult",
-    "create_space",
-    "push_student",
-    "require_token",
-    "resolve_token",
-    "validate_repo_id",
-]
-
-# Space demos live in `hf_distill.space`; they are published from here too, imported on first use so that
-# `hf_distill.space` may itself use the helpers of this module.
-_SPACE_NAMES = ("SpaceConfigError", "SpaceCreationError", "SpaceResult", "create_space")
-
-
-def __getattr__(name: str):
-    if name in _SPACE_NAMES:
-        from . import space
-
-        return getattr(space, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["PUSH_MODES", "PushResult", "merge_adapter", "push_student"]
 
 PushMode = Literal["full", "adapter", "merged"]
 PUSH_MODES = ("full", "adapter", "merged")
@@ -68,14 +38,6 @@ _TOKENIZER_FILES = (
     "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
     "processor_config.json", "preprocessor_config.json",
 )
-
-
-class PushError(ValueError):
-    """The folder, repo id or mode given to `push_student` cannot be pushed as asked."""
-
-
-class HubAuthError(PushError):
-    """No Hugging Face token was found."""
 
 
 @dataclass
@@ -101,36 +63,6 @@ class PushResult:
     files: list[str]
     verdict: LicenseVerdict
     card: ModelCard = field(repr=False)
-
-
-def validate_repo_id(repo_id: str, *, argument: str = "repo_id") -> str:
-    """Check a Hub repo id is `namespace/name` with allowed characters; returns it stripped."""
-    value = repo_id.strip() if isinstance(repo_id, str) else repo_id
-    problem = None
-    if not isinstance(value, str) or value.count("/") != 1 or value.startswith("/") or value.endswith("/"):
-        problem = "it must be `namespace/name`, e.g. `my-user/Llama-3.2-1B-distilled`"
-    else:
-        try:
-            _hf_validate_repo_id(value)
-        except HFValidationError as error:
-            problem = str(error).split("\n")[0]
-    if problem:
-        raise PushError(f"`{argument}` is {repo_id!r}: {problem}.")
-    return value
-
-
-def resolve_token(token: str | None = None) -> str | None:
-    """The token to push with: `token`, else `HF_TOKEN`, else the one stored by `hf auth login`. Never logged."""
-    return token or get_token()
-
-
-def require_token(token: str | None = None) -> str:
-    """[`resolve_token`], raising [`HubAuthError`] (before any request) when no token is found."""
-    token = resolve_token(token)
-    if not token:
-        raise HubAuthError("No Hugging Face token: pass `token=`, set the HF_TOKEN environment variable, or run "
-                           "`hf auth login`. Nothing was uploaded.")
-    return token
 
 
 def _check_folder(folder: Path, mode: PushMode) -> None:
@@ -228,8 +160,6 @@ def _notice_text(verdict: LicenseVerdict, folder: Path) -> str | None:
 def _benchmark_files(report: Any, folder: Path, workdir: Path) -> tuple[Any, str | None, dict[str, Path]]:
     """(report, plot path in the repo, {repo path: local file}) for the report given, or one saved in the folder."""
     if report is None and (folder / REPORT_PATH).is_file():
-        from .benchmark import BenchmarkReport
-
         report = BenchmarkReport.from_json(folder / REPORT_PATH)
     if report is None:
         return None, None, {}
@@ -379,11 +309,4 @@ def push_student(
 
 
 def _is_hub_base(base: str) -> bool:
-    from .provenance import is_hub_id
-
     return is_hub_id(base)
-
-# Space demos live in their own package; re-exported here so that `hf_distill.hub.create_space` is the public path.
-
-# Dataset publishing (privacy scan, refusal of secrets, one commit) lives in `hf_distill.data.publish`.
-from .data.publish import DatasetPushError, DatasetPushResult, push_dataset  # noqa: E402,F401

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import HfDistillError
+from ..publish.repo import validate_repo_id
+from . import stages
 from .presets import PRESETS, QuickstartPreset
 from .report import comparison_rows, format_table, verdict_lines
 
@@ -21,7 +24,7 @@ __all__ = ["QuickstartError", "QuickstartResult", "run_quickstart"]
 STUDENT_NAME = "hf-distill-quickstart-student"
 
 
-class QuickstartError(ValueError):
+class QuickstartError(HfDistillError, ValueError):
     """A quickstart argument is invalid (checked before anything is trained)."""
 
 
@@ -111,8 +114,6 @@ def _check(output_dir: Path, preset: str, push_to_hub: str | None, num_threads: 
     if output_dir.exists() and not output_dir.is_dir():
         problems.append(f"`output_dir` (--output_dir) {str(output_dir)!r} is a file; choose a folder.")
     if push_to_hub is not None:
-        from ..hub import validate_repo_id
-
         try:
             validate_repo_id(push_to_hub, argument="push_to_hub")
         except ValueError as error:
@@ -184,8 +185,6 @@ def run_quickstart(
     """
     output_dir = Path(output_dir)
     settings = _check(output_dir, preset, push_to_hub, num_threads)
-    from . import stages
-
     start = time.perf_counter()
     progress = _Stages(total=7 if push_to_hub else 6, echo=echo)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None

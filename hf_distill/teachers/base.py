@@ -13,7 +13,7 @@ from ..losses.sparse import sparse_kd_terms
 from ..losses.terms import KDTerms, LossSettings, dense_kd_terms
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 __all__ = ["TeacherHidden", "TeacherSource", "TeacherTopK", "TeacherTargets"]
 

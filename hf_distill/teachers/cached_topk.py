@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..data.format import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
-from ..data.teacher import TeacherProvenance
+from ..fingerprints import TeacherProvenance
+from ..formats.cache import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
 from ..losses.sparse import SparseTeacherError
 from .base import TeacherTopK
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 __all__ = ["CachedTopKTeacher"]
 

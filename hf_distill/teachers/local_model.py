@@ -16,7 +16,7 @@ from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from .base import TeacherHidden
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 logger = logging.getLogger(__name__)
 

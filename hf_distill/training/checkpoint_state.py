@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import HfDistillError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -67,7 +69,7 @@ _UNSUPPORTED_FIX = (
 )
 
 
-class CheckpointStateError(ValueError):
+class CheckpointStateError(HfDistillError, ValueError):
     """A training state cannot be written without pickle, or a checkpoint's state files are incomplete."""
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from trl import SFTConfig
 
-from .losses import DIVERGENCES
+from ..errors import HfDistillError
+from ..losses import DIVERGENCES
 
 __all__ = ["DistillationConfig", "DistillationConfigError"]
 
@@ -18,7 +19,7 @@ def _cuda_bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-class DistillationConfigError(ValueError):
+class DistillationConfigError(HfDistillError, ValueError):
     """One or more `DistillationConfig` fields are invalid; the message lists every problem and its fix."""
 
 

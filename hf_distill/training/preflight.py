@@ -11,15 +11,16 @@ import os
 
 from torch import nn
 
-from .data.checks import EmptyCompletions, check_training_data
-from .heads import is_quantized
+from ..errors import HfDistillError
+from ..formats.checks import EmptyCompletions, check_training_data
+from ..heads import is_quantized
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelSetupError", "check_before_loading"]
 
 
-class ModelSetupError(ValueError):
+class ModelSetupError(HfDistillError, ValueError):
     """The student, the teacher and `peft_config` do not fit together; the message lists every problem and its fix."""
 
 

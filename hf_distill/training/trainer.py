@@ -10,14 +10,23 @@ import torch
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from ..benchmark import benchmark
+from ..benchmark.plots import plot_training_curves
+from ..formats.cache import CachedDatasetError, check_tokenizer_hash, is_cached_dataset, prepare_cached_rows
+from ..formats.checks import check_cached_targets
+from ..formats.truncation import prepare_with_truncation_report
+from ..heads import OutputHead, add_hidden_states_forward
+from ..losses.terms import KDTerms, LossSettings
+from ..publish.card import build_model_card
+from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources
+from ..publish.student import push_student
+from ..safe_loading import check_safetensors_weights, safe_init_kwargs
+from ..teachers import TeacherSource, resolve_teacher_source
 from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
 from .config import DistillationConfig
-from .heads import OutputHead, add_hidden_states_forward
-from .losses.terms import KDTerms, LossSettings
-from .safe_loading import check_safetensors_weights, safe_init_kwargs
-from .teachers import TeacherSource, resolve_teacher_source
+from .preflight import check_before_loading
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +87,6 @@ class DistillationTrainer(SFTTrainer):
         peft_config=None,
         **kwargs: Any,
     ):
-        from .preflight import check_before_loading  # imports hf_distill.data, which needs .teachers first
-
         args = self._check_args(args, model)
         if isinstance(model, (str, os.PathLike)):  # TRL loads it with `args.model_init_kwargs`: safetensors only
             check_safetensors_weights(model, args.model_init_kwargs, argument="model")
@@ -257,9 +264,6 @@ class DistillationTrainer(SFTTrainer):
     def _prepare_maybe_cached(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
         """SFTTrainer's dataset preparation, with cached-teacher datasets (`hf_distill.data.cache_teacher_logits`)
         made ready for it first, and their `teacher_topk` blobs decoded on the fly when the cache is the teacher."""
-        from .data.format import is_cached_dataset
-        from .data.truncation import prepare_with_truncation_report
-
         if not is_cached_dataset(_column_names(dataset)):
             dataset, self.truncation_reports[dataset_name] = prepare_with_truncation_report(
                 super()._prepare_dataset, dataset, processing_class, args, packing, formatting_func, dataset_name
@@ -275,9 +279,6 @@ class DistillationTrainer(SFTTrainer):
         build SFT labels from `completion_mask` (the cache has no prompt column, so TRL would train on every token)
         and truncate `input_ids`, labels and the cached targets together to `max_length`."""
         from datasets import Dataset
-
-        from .data.checks import check_cached_targets
-        from .data.format import CachedDatasetError, check_tokenizer_hash, prepare_cached_rows
 
         problems = []
         if not isinstance(dataset, Dataset):
@@ -328,8 +329,6 @@ class DistillationTrainer(SFTTrainer):
             kwargs: any other argument of `hf_distill.benchmark.benchmark` (`baseline=`, `batch_sizes=`,
                 `dataset_name=`, ...). `teacher=` overrides the trainer's teacher.
         """
-        from .benchmark import benchmark
-
         raw = getattr(self, "_raw_eval_datasets", {})
         if eval_dataset is None or isinstance(eval_dataset, str):
             if isinstance(eval_dataset, str) and eval_dataset not in raw:
@@ -353,8 +352,6 @@ class DistillationTrainer(SFTTrainer):
     def plot_training_curves(self, path) -> str:
         """Write a PNG of `kd_loss`, `ce_loss` and `teacher_agreement` (train and eval) against the step, from the
         trainer's log history; returns the path."""
-        from .benchmark.plots import plot_training_curves
-
         return plot_training_curves(self.state.log_history, path)
 
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
@@ -375,8 +372,6 @@ class DistillationTrainer(SFTTrainer):
     def collect_provenance(self, folder: str | None = None):
         """The student's [`~hf_distill.provenance.Provenance`] (with the weight hashes of `folder`), including the
         licence overrides given to `push_to_hub` / `create_model_card`. Sources are resolved and hashed once."""
-        from .provenance import collect_provenance, provenance_sources
-
         if getattr(self, "_provenance_sources", None) is None:
             self._provenance_sources = provenance_sources(self)
         provenance = collect_provenance(self, folder, sources=self._provenance_sources)
@@ -399,9 +394,6 @@ class DistillationTrainer(SFTTrainer):
         training data's Hub id when the dataset object does not know it, `tags` are added to the card's tags.
         """
         import os
-
-        from .card import build_model_card
-        from .provenance import is_hub_id
 
         if not self.is_world_process_zero():
             return None
@@ -443,8 +435,6 @@ class DistillationTrainer(SFTTrainer):
         Returns:
             [`~hf_distill.hub.PushResult`] on the main process, `None` on the others.
         """
-        from .hub import push_student
-
         kwargs.pop("blocking", None)
         repo_id = repo_id or self.args.hub_model_id
         if repo_id is None:

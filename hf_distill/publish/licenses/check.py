@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from ...errors import HfDistillError
 from .rules import (
     HUB_LICENSE_IDS,
     LICENSE_RULES,
@@ -24,7 +25,7 @@ _RANK = {"ok": 0, "warn": 1, "conflict": 2}
 _PERMISSIVE_FAMILIES = ("permissive", "public-domain")
 
 
-class LicenseConflictError(ValueError):
+class LicenseConflictError(HfDistillError, ValueError):
     """The licences of the teacher, starting checkpoint or data forbid publishing the student as configured."""
 
 

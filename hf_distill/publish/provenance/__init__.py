@@ -16,10 +16,8 @@ from .sources import (
     cached_snapshot,
     count_tokens,
     dataset_record,
-    folder_content_hash,
     is_hub_id,
     model_record,
-    sha256_file,
 )
 
 __all__ = [
@@ -34,12 +32,10 @@ __all__ = [
     "count_tokens",
     "dataset_record",
     "environment_info",
-    "folder_content_hash",
     "is_hub_id",
     "model_record",
     "non_default_config",
     "provenance_sources",
-    "sha256_file",
     "tokenizer_hashes",
     "weight_file_hashes",
 ]

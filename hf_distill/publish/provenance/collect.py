@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -18,9 +17,12 @@ from typing import Any
 
 import torch
 
-from ..safe_loading import WEIGHT_FILE_PATTERNS
+from ..._version import __version__
+from ...fingerprints import chat_template_hash, file_sha256, tokenizer_hash
+from ...heads import unwrap_model
+from ...safe_loading import WEIGHT_FILE_PATTERNS
 from .record import DatasetRecord, Provenance, SourceRecord
-from .sources import dataset_record, model_details, model_record, sha256_file
+from .sources import dataset_record, model_details, model_record
 
 __all__ = [
     "collect_provenance",
@@ -75,20 +77,16 @@ def non_default_config(args: Any) -> dict[str, Any]:
 
 
 def tokenizer_hashes(tokenizer: Any) -> dict[str, Any]:
-    """Class, size and SHA-256 of a tokenizer (its full serialized pipeline when fast) and of its chat template."""
+    """Class and size of a tokenizer, the SHA-256 of its vocabulary and of its chat template (the same hashes a
+    cached-logits dataset records, `hf_distill.fingerprints`)."""
     if tokenizer is None:
         return {}
     inner = getattr(tokenizer, "tokenizer", tokenizer)  # processors wrap a tokenizer
-    backend = getattr(inner, "backend_tokenizer", None)
-    serialized = backend.to_str() if backend is not None else json.dumps(inner.get_vocab(), sort_keys=True)
-    template = getattr(tokenizer, "chat_template", None) or getattr(inner, "chat_template", None)
-    if isinstance(template, dict):
-        template = json.dumps(template, sort_keys=True)
     return {
         "class": type(inner).__name__,
         "vocab_size": len(inner),
-        "sha256": hashlib.sha256(serialized.encode()).hexdigest(),
-        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None,
+        "sha256": tokenizer_hash(tokenizer),
+        "chat_template_sha256": chat_template_hash(tokenizer),
     }
 
 
@@ -96,7 +94,7 @@ def weight_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
     """SHA-256 of every weight file at the top of `folder`, by file name."""
     folder = Path(folder)
     return {
-        path.name: sha256_file(path)
+        path.name: file_sha256(path)
         for path in sorted(folder.iterdir())
         if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in WEIGHT_FILE_PATTERNS)
     }
@@ -125,8 +123,6 @@ def _cpu_name() -> str:
 
 def environment_info(num_processes: int = 1) -> dict[str, Any]:
     """Library versions, hf_distill version and git commit, and the hardware, as provenance sections."""
-    from .. import __version__
-
     libraries: dict[str, str | None] = {"python": platform.python_version()}
     for name in _LIBRARIES:
         try:
@@ -198,8 +194,6 @@ def _base_record(model: Any) -> SourceRecord | None:
     if isinstance(peft_config, dict) and peft_config:
         origin = next(iter(peft_config.values())).base_model_name_or_path
     else:
-        from ..heads import unwrap_model
-
         origin = getattr(unwrap_model(model), "name_or_path", "")
     return model_record("base_model", str(origin)) if origin else None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...errors import HfDistillError
 from ..licenses import LicenseVerdict, check_license, normalize_license
 
 __all__ = ["PROVENANCE_FILE", "DatasetRecord", "Provenance", "ProvenanceError", "SourceRecord"]
@@ -19,7 +20,7 @@ PROVENANCE_FILE = "distillation_provenance.json"
 SCHEMA_VERSION = 1
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(HfDistillError, ValueError):
     """A provenance file is missing or cannot be read."""
 
 

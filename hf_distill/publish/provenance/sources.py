@@ -4,21 +4,21 @@ at that revision."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from huggingface_hub import constants, metadata_load
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
-from ..heads import unwrap_model
+from ...fingerprints import folder_sha256, model_sha256
+from ...heads import unwrap_model
+from ...privacy import scan_dataset, text_columns
 from ..licenses import normalize_license
 from .record import DatasetRecord, SourceRecord
 
@@ -27,56 +27,14 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LICENSE_FILE_NAMES",
     "dataset_record",
-    "folder_content_hash",
     "is_hub_id",
     "model_record",
-    "sha256_file",
 ]
 
 # Files beside a model whose text a derived model may have to ship (LICENSE copy, NOTICE, use policy).
 LICENSE_FILE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "USE_POLICY.md")
-# What "config and weights" means for the content hash of a local folder.
-_HASHED_PATTERNS = ("config.json", "adapter_config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt")
 # datasets' cache layout for Hub datasets: {namespace}___{name}/{config}/{version}/{commit sha}/...
 _DATASET_CACHE_RE = re.compile(r"([^/\\]+)___([^/\\]+)[/\\][^/\\]+[/\\][^/\\]+[/\\]([0-9a-f]{40})[/\\]")
-_CHUNK = 8 * 1024 * 1024
-_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, cached by (path, size, mtime) so checkpoints do not re-hash unchanged teachers."""
-    stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _hash_cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
-
-
-def folder_content_hash(folder: str | os.PathLike) -> str | None:
-    """One SHA-256 over the config and weight files of a local model folder (names and contents), or None if the
-    folder holds none."""
-    folder = Path(folder)
-    files = sorted({p for pattern in _HASHED_PATTERNS for p in folder.glob(pattern) if p.is_file()})
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def _state_dict_hash(model: nn.Module) -> str:
-    """SHA-256 over the parameter names and raw bytes of an in-memory model (one with no folder to hash)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def is_hub_id(value: str) -> bool:
@@ -157,7 +115,7 @@ def _fill_from_hub_api(record: SourceRecord, repo_type: str) -> None:
 def _local_record(role: str, folder: Path) -> SourceRecord:
     record = SourceRecord(role=role, kind="local", name=folder.name)
     if folder.is_dir():
-        record.content_sha256 = folder_content_hash(folder)
+        record.content_sha256 = folder_sha256(folder)
         record.license = _card_license(folder)
         record.license_source = "card" if record.license else "missing"
         record.license_files = _license_files(folder)
@@ -175,7 +133,7 @@ def model_record(role: str, model: Any, *, revision: str | None = None) -> Sourc
         record = _local_record(role, Path(source))
     else:
         record = SourceRecord(role=role, kind="in-memory", name=type(unwrap_model(module)).__name__)
-        record.content_sha256 = _state_dict_hash(unwrap_model(module))
+        record.content_sha256 = model_sha256(module)
     if module is not None:
         record.details = model_details(module)
     return record
@@ -244,7 +202,6 @@ def privacy_scan(dataset: Any, split: str) -> dict[str, Any] | None:
     datasets). Findings are logged as a warning with the first flagged rows; the record keeps counts only."""
     from datasets import Dataset
 
-    from ..privacy import scan_dataset, text_columns
 
     if not isinstance(dataset, Dataset):
         return None

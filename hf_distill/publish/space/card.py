@@ -6,6 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
+from ..._version import __version__
 from .requirements import installed_version, python_version
 from .sources import ModelSource
 
@@ -59,8 +60,6 @@ def build_space_card(
     `models` lists Hub ids only (a local folder means nothing to the Hub) and `preload_from_hub` downloads them
     when the Space is built, so the first visitor does not wait for the download.
     """
-    from hf_distill import __version__
-
     hub_ids = [source.hub_id for source in (student, teacher) if source is not None and source.hub_id]
     data = SpaceCardData(
         title=title,

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceHardware
 
+from ..repo import PushError, resolve_token, validate_repo_id
 from .app_template import MAX_NEW_TOKENS_LIMIT
 from .card import build_space_card, default_title
 from .errors import SpaceConfigError
 from .folder import SpaceFiles, write_space_folder
+from .push import push_space_folder
 from .requirements import space_requirements
 from .sources import ModelSource, benchmark_markdown, card_license, resolve_model_source
 
@@ -52,8 +54,6 @@ class SpaceResult:
 
 
 def _space_id_problem(space_id) -> str | None:
-    from hf_distill.hub import PushError, validate_repo_id  # lazy: hf_distill.hub re-exports this module
-
     try:
         validate_repo_id(space_id, argument="space_id")
     except PushError as error:
@@ -62,8 +62,6 @@ def _space_id_problem(space_id) -> str | None:
 
 
 def _token_problem(token) -> str | None:
-    from hf_distill.hub import resolve_token
-
     if resolve_token(token):
         return None
     return "`push=True` needs a Hugging Face token: pass `token=`, set HF_TOKEN, or run `hf auth login`."
@@ -204,8 +202,6 @@ def create_space(
         warnings=warnings,
     )
     if push:
-        from .push import push_space_folder
-
         push_space_folder(result, private=private, token=token)
     return result
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ...errors import HfDistillError
 
-class SpaceConfigError(ValueError):
+
+class SpaceConfigError(HfDistillError, ValueError):
     """An argument of `create_space` is wrong; the message names the argument, its value and the fix."""
 
     def __init__(self, problems: list[str]):
@@ -11,7 +13,7 @@ class SpaceConfigError(ValueError):
         super().__init__("Cannot create the Space:\n- " + "\n- ".join(self.problems))
 
 
-class SpaceCreationError(ValueError):
+class SpaceCreationError(HfDistillError, ValueError):
     """The Hub refused to create the Space (for example 402: the hardware or the Space type needs a paid plan)."""
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
+from ..repo import resolve_token
 from .errors import SpaceCreationError, payment_required_message
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ def push_space_folder(result: SpaceResult, *, private: bool | None, token: str |
     Raises:
         `SpaceCreationError`: on 402 Payment Required, with the explanation and the ZeroGPU alternative.
     """
-    from hf_distill.hub import resolve_token
-
     api = HfApi(token=resolve_token(token))
     try:
         url = api.create_repo(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
+from ...benchmark import BenchmarkReport
+from ..repo import PushError, validate_repo_id
 from .app_template import extract_benchmark_markdown
 
 logger = logging.getLogger(__name__)
@@ -77,8 +79,6 @@ def resolve_model_source(value, *, role: str) -> tuple[ModelSource | None, str |
                 "adapter_config.json): pass the folder written by `save_pretrained`, or a Hub id."
             )
         return ModelSource(str(value), local_path=path), None
-    from hf_distill.hub import PushError, validate_repo_id  # lazy: hf_distill.hub re-exports this package
-
     try:
         hub_id = validate_repo_id(str(value), argument=role)
     except PushError as error:
@@ -118,7 +118,5 @@ def _markdown_of(benchmark) -> str:
     path = Path(benchmark)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        from hf_distill.benchmark import BenchmarkReport
-
         return BenchmarkReport.from_json(text).to_markdown()
     return extract_benchmark_markdown(text) or text.strip()
