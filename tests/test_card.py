@@ -239,7 +239,7 @@ def test_privacy_scan_table_and_secret_warning_parse_back(tmp_path, caplog):
     provenance = _provenance()
     provenance.datasets[0].privacy_scan = _scan(1000, 3, email=2, phone=1, openai_key=1)
     provenance.datasets[1].privacy_scan = _scan(50)
-    with caplog.at_level("WARNING", logger="hf_distill.card"):
+    with caplog.at_level("WARNING", logger="hf_distill.publish.card"):
         card = build_model_card(provenance, repo_id="me/qwen-0.5b-distilled")
     text = _body(card)
     training = text.split("## Training data")[1].split("## Evaluation")[0]
@@ -259,7 +259,7 @@ def test_no_privacy_section_without_a_scan_and_no_warning_for_clean_or_eval_only
     provenance = _provenance()
     provenance.datasets[0].privacy_scan = _scan(1000)
     provenance.datasets[1].privacy_scan = _scan(50, 1, aws_access_key=1)  # evaluation data is not trained on
-    with caplog.at_level("WARNING", logger="hf_distill.card"):
+    with caplog.at_level("WARNING", logger="hf_distill.publish.card"):
         text = _body(build_model_card(provenance))
     assert "Privacy scan of the data" in text and "Secrets in the training data" not in text
     assert "secrets in the training data" not in caplog.text

@@ -220,7 +220,7 @@ def test_an_unstorable_optimizer_is_left_to_transformers_with_a_warning(tmp_path
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer)
     trainer = SimpleNamespace(optimizer=optimizer, lr_scheduler=scheduler, args=SimpleNamespace(should_save=True),
                               is_deepspeed_enabled=False, is_fsdp_enabled=False)
-    with caplog.at_level("WARNING", logger="hf_distill.checkpoint_state"):
+    with caplog.at_level("WARNING", logger="hf_distill.training.checkpoint_state"):
         assert cs.save_optimizer_and_scheduler(trainer, str(tmp_path)) is False  # the caller runs transformers' save
     assert "optimizer state holds a `set` at `param_groups.0.tags`" in caplog.text and "optimizer.pt" in caplog.text
     assert not list(tmp_path.iterdir())

@@ -30,7 +30,6 @@ from hf_distill.benchmark.errors import BenchmarkInputError
 from hf_distill.cli import main
 from hf_distill.cli.commands import CliUsageError
 from hf_distill.cli.parser import RecipeError
-from hf_distill.training.config import DistillationConfigError
 from hf_distill.data import (
     CachedDatasetError,
     CacheSettingsError,
@@ -45,8 +44,8 @@ from hf_distill.data import (
     generate_completions,
     tokenize_like_sft,
 )
-from hf_distill.formats.checks import TrainingDataError
 from hf_distill.formats.cache import TOPK_COLUMN
+from hf_distill.formats.checks import TrainingDataError
 from hf_distill.hub import (
     DatasetPushError,
     HubAuthError,
@@ -55,15 +54,16 @@ from hf_distill.hub import (
     push_student,
     validate_repo_id,
 )
-from hf_distill.publish.licenses import LicenseConflictError
 from hf_distill.losses import distillation_loss
 from hf_distill.losses.sparse import SparseTeacherError
 from hf_distill.nonfinite import NonFiniteTeacherError
-from hf_distill.training.preflight import ModelSetupError
 from hf_distill.privacy import PrivateDataError
+from hf_distill.publish.licenses import LicenseConflictError
 from hf_distill.publish.provenance import Provenance, ProvenanceError
-from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.publish.space import SpaceConfigError, create_space
+from hf_distill.safe_loading import PickledWeightsError
+from hf_distill.training.config import DistillationConfigError
+from hf_distill.training.preflight import ModelSetupError
 from tests import tiny
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"

@@ -227,6 +227,6 @@ def test_push_without_a_token_is_skipped_with_a_note(tmp_path, monkeypatch):
     from hf_distill.quickstart import stages
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("hf_distill.hub.resolve_token", lambda token=None: None)
+    monkeypatch.setattr(stages, "resolve_token", lambda token=None: None)
     pushed, notes = stages.push(None, None, "tester/x", private=None, output_dir=tmp_path)
     assert pushed == {} and "no Hugging Face token" in notes[0]

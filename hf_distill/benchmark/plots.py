@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .report import higher_is_better, metric_label
+from .metrics import higher_is_better, metric_label
 
 if TYPE_CHECKING:
     from .report import BenchmarkReport, ModelReport

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import EvalResult
 
-from .report import higher_is_better, metric_hub_type, metric_label
+from .metrics import higher_is_better, metric_hub_type, metric_label
 
 if TYPE_CHECKING:
     from .report import BenchmarkReport, LatencyResult, ModelReport

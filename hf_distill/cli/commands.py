@@ -157,7 +157,7 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 
 
 def run_generate(args: GenerateArguments) -> int:
-    from ..data import generate_completions
+    from ..offline.generation import generate_completions
 
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
     _check_dataset_push(args)
@@ -184,7 +184,7 @@ def run_generate(args: GenerateArguments) -> int:
 def run_cache_logits(args: CacheLogitsArguments) -> int:
     from transformers import AutoTokenizer
 
-    from ..data import cache_teacher_logits
+    from ..offline.logit_cache import cache_teacher_logits
 
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     _check_dataset_push(args)
