@@ -20,7 +20,7 @@ PACKAGE = ROOT / "hf_distill"
 
 #: Bottom to top. A module belongs to the layer of its longest listed prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("hf_distill._version", "hf_distill._lazy", "hf_distill.errors")),
+    ("base", ("hf_distill._version", "hf_distill._lazy", "hf_distill.errors", "hf_distill.templates")),
     ("modeling helpers", ("hf_distill.heads", "hf_distill.safe_loading", "hf_distill.nonfinite",
                           "hf_distill.privacy", "hf_distill.fingerprints", "hf_distill.vocabulary")),
     ("losses", ("hf_distill.losses",)),

@@ -11,34 +11,11 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from jinja2 import Template
 
 from ..privacy import PrivacyReport
+from ..templates import MODEL_CARDS_DIR
 
 __all__ = ["privacy_section", "write_dataset_card"]
 
-_TEMPLATE = Template(
-    """---
-{{ card_data }}
----
-
-# {{ title }}
-
-{{ summary }}
-
-Made with hf_distill: `{{ function }}`.
-
-## Provenance
-
-| field | value |
-|---|---|
-{% for key, value in fields %}| {{ key }} | `{{ value }}` |
-{% endfor %}
-{{ privacy }}
-## Usage
-
-```python
-{{ usage }}
-```
-"""
-)
+_TEMPLATE = Template((MODEL_CARDS_DIR / "dataset_card.md.jinja").read_text(encoding="utf-8"))
 
 
 def write_dataset_card(

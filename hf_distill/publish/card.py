@@ -7,13 +7,13 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
 from huggingface_hub import ModelCard, ModelCardData, constants
 
 from ..errors import HfDistillError
+from ..templates import MODEL_CARDS_DIR
 from .licenses import HUB_LICENSE_IDS, LICENSE_RULES, LicenseVerdict
 from .provenance import DatasetRecord, Provenance, SourceRecord
 
@@ -28,7 +28,7 @@ __all__ = [
     "duty_lines",
 ]
 
-TEMPLATE_DIR = Path(__file__).parent / "model_cards"
+TEMPLATE_DIR = MODEL_CARDS_DIR
 TEMPLATE_NAME = "student_card.md.jinja"
 PLOT_PATH = "benchmark/student_vs_teacher.png"
 PushMode = Literal["full", "adapter", "merged"]

@@ -14,7 +14,7 @@ import torch
 from ..fingerprints import TeacherProvenance
 from ..formats.cache import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
 from ..losses.sparse import SparseTeacherError
-from .base import TeacherTopK
+from .base import TeacherSource, TeacherTopK
 
 if TYPE_CHECKING:
     from ..training.trainer import DistillationTrainer
@@ -26,7 +26,7 @@ LOG_PROBS_COLUMN = "teacher_topk_log_probs"
 TAIL_COLUMN = "teacher_topk_tail_log_probs"
 
 
-class CachedTopKTeacher:
+class CachedTopKTeacher(TeacherSource):
     """Gives [`TeacherTopK`] targets read from the batch; holds no model.
 
     Example:

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
-from .base import TeacherHidden
+from .base import TeacherHidden, TeacherSource
 
 if TYPE_CHECKING:
     from ..training.trainer import DistillationTrainer
@@ -124,7 +124,7 @@ def align_vocabularies(
     return common
 
 
-class LocalModelTeacher:
+class LocalModelTeacher(TeacherSource):
     """A frozen causal LM run on each batch; gives [`TeacherHidden`] targets.
 
     Args:
@@ -142,7 +142,7 @@ class LocalModelTeacher:
     dataset_columns: tuple[str, ...] = ()
 
     def __init__(self, teacher, init_kwargs=None, *, teacher_tokenizer=None, trust_remote_code=False):
-        self._source = teacher
+        self.source = teacher
         self.model = load_teacher_model(teacher, init_kwargs, trust_remote_code=trust_remote_code)
         self.teacher_tokenizer = teacher_tokenizer if teacher_tokenizer is not None else _teacher_tokenizer(teacher)
         self.head: OutputHead | None = None

@@ -144,7 +144,7 @@ class DistillationTrainer(SFTTrainer):
                 padding_free=base.padding_free,
                 return_position_ids=base.return_position_ids,
                 pad_to_multiple_of=base.pad_to_multiple_of,
-                teacher_columns=getattr(self.teacher, "collator_columns", {}),
+                teacher_columns=self.teacher.collator_columns,
             )
 
     def _set_signature_columns_if_needed(self):
@@ -271,7 +271,7 @@ class DistillationTrainer(SFTTrainer):
             return dataset
         dataset = self._prepare_cached_rows(dataset, args, packing, formatting_func, dataset_name)
         dataset = super()._prepare_dataset(dataset, processing_class, args, False, None, dataset_name)
-        decode = getattr(self.teacher, "decode_batch", None)  # a live teacher given beside a cache ignores it
+        decode = self.teacher.decode_batch  # a live teacher given beside a cache ignores it
         return dataset.with_transform(decode) if decode is not None else dataset
 
     def _prepare_cached_rows(self, dataset, args, packing, formatting_func, dataset_name):
@@ -339,12 +339,12 @@ class DistillationTrainer(SFTTrainer):
                     "names, or a held-out dataset in prompt/completion or messages format)."
                 )
             eval_dataset = raw[eval_dataset] if isinstance(eval_dataset, str) else next(iter(raw.values()))
-        teacher = getattr(self.teacher, "model", None)
+        teacher = self.teacher.model
         if teacher is None and "teacher" not in kwargs:
             logger.warning("The trainer's teacher is not a live model: benchmarking the student without a teacher.")
         kwargs.setdefault("teacher", teacher)
         kwargs.setdefault("tokenizer", self.tokenizer)
-        kwargs.setdefault("teacher_tokenizer", getattr(self.teacher, "teacher_tokenizer", None))
+        kwargs.setdefault("teacher_tokenizer", self.teacher.teacher_tokenizer)
         student_name = self.args.hub_model_id or self.args.output_dir.rstrip("/").split("/")[-1]
         kwargs.setdefault("model_names", {"student": student_name})
         return benchmark(self.model, dataset=eval_dataset, **kwargs)

@@ -21,6 +21,7 @@ from ..._version import __version__
 from ...fingerprints import chat_template_hash, file_sha256, tokenizer_hash
 from ...heads import unwrap_model
 from ...safe_loading import WEIGHT_FILE_PATTERNS
+from ...teachers import TeacherSource
 from .record import DatasetRecord, Provenance, SourceRecord
 from .sources import dataset_record, model_details, model_record
 
@@ -171,13 +172,13 @@ def provenance_sources(trainer: Any) -> tuple[SourceRecord | None, SourceRecord 
 
 
 def _teacher_record(trainer: Any) -> SourceRecord | None:
-    teacher = getattr(trainer, "teacher", None)
-    cached = getattr(teacher, "teacher_provenance", None)  # a cached-logits teacher names the model that made them
-    if cached is not None and getattr(teacher, "_source", None) is None:
+    teacher: TeacherSource = getattr(trainer, "teacher", None) or TeacherSource()  # no teacher: every hook is None
+    cached = teacher.teacher_provenance  # a cached-logits teacher names the model that made them
+    if cached is not None and teacher.source is None:
         revision = None if str(cached.revision).startswith(("sha256:", "unresolved")) else cached.revision
         return model_record("teacher", cached.name, revision=revision)
-    source = getattr(teacher, "_source", None) or getattr(trainer.args, "teacher_model_name_or_path", None)
-    model = getattr(teacher, "model", None)
+    source = teacher.source or getattr(trainer.args, "teacher_model_name_or_path", None)
+    model = teacher.model
     if source is None and model is None:
         return None
     fallback = model if model is not None else source

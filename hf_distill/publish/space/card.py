@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from huggingface_hub import SpaceCard, SpaceCardData
 
 from ..._version import __version__
+from ...templates import MODEL_CARDS_DIR
 from .requirements import installed_version, python_version
 from .sources import ModelSource
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "space_readme.md"
+TEMPLATE = MODEL_CARDS_DIR / "space_readme.md"
 EMOJI = "⚗️"  # an alembic: distillation
 COLOR_FROM, COLOR_TO = "indigo", "purple"
 MAX_SHORT_DESCRIPTION = 60  # the Hub rejects longer `short_description`s
