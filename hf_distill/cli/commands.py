@@ -145,13 +145,14 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
         )
         _write_report(report, Path(training_args.output_dir) / "benchmark")
         trainer.plot_training_curves(Path(training_args.output_dir) / "benchmark" / "training_curves.png")
-    if trainer.is_world_process_zero():
+    if training_args.push_to_hub:  # the pushed card is the one kept: one save above, one card
+        result = trainer.push_to_hub(report=report, save=False)
+        if result is not None:
+            result.card.save(Path(training_args.output_dir) / "README.md")
+            print(f"Pushed: {result.commit_url}")
+    elif trainer.is_world_process_zero():
         plot = _plot_path() if report is not None else None
         trainer.create_model_card(dataset_name=script_args.dataset_name, report=report, plot_path=plot)
-    if training_args.push_to_hub:
-        result = trainer.push_to_hub(report=report)
-        if result is not None:
-            print(f"Pushed: {result.commit_url}")
     trainer.accelerator.print(f"Student saved to {training_args.output_dir}")
     return 0
 

@@ -8,6 +8,8 @@ _EXPORTS = {
     "HubAuthError": "..publish.repo",
     "PUSH_MODES": "..publish.student",
     "PushError": "..publish.repo",
+    "PushPlan": "..publish.student",
+    "plan_push": "..publish.student",
     "PushResult": "..publish.student",
     "SpaceConfigError": "..publish.space",
     "SpaceCreationError": "..publish.space",

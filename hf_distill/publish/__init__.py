@@ -14,6 +14,8 @@ _EXPORTS = {
     "Provenance": ".provenance",
     "ProvenanceError": ".provenance",
     "PushError": ".repo",
+    "PushPlan": ".student",
+    "plan_push": ".student",
     "PushResult": ".student",
     "SpaceConfigError": ".space",
     "SpaceCreationError": ".space",

@@ -3,6 +3,7 @@ tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenanc
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from .repo import PushError, require_token, validate_repo_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PUSH_MODES", "PushResult", "merge_adapter", "push_student"]
+__all__ = ["PUSH_MODES", "PushPlan", "PushResult", "merge_adapter", "plan_push", "push_student"]
 
 PushMode = Literal["full", "adapter", "merged"]
 PUSH_MODES = ("full", "adapter", "merged")
@@ -174,11 +175,35 @@ def _benchmark_files(report: Any, folder: Path, workdir: Path) -> tuple[Any, str
     return report, PLOT_PATH if PLOT_PATH in files else None, files
 
 
-def _prepare(
+@dataclass(frozen=True)
+class PushPlan:
+    """Everything one push uploads, computed locally before any request by [`plan_push`].
+
+    Args:
+        repo_id (`str`), mode (`str`): where and what (`"full"`, `"adapter"` or `"merged"`).
+        verdict ([`LicenseVerdict`]): the licence check the card reports.
+        provenance ([`Provenance`]): the record uploaded as `distillation_provenance.json`: a copy of the one given,
+            with the licence overrides, push mode and weight hashes of this push (the caller's is left unchanged).
+        card (`ModelCard`): the card uploaded as `README.md`, checked locally.
+        operations (`tuple`): the files of the single commit, in upload order.
+    """
+
+    repo_id: str
+    mode: str
+    verdict: LicenseVerdict
+    provenance: Provenance = field(repr=False)
+    card: ModelCard = field(repr=False)
+    operations: tuple[CommitOperationAdd, ...] = field(repr=False)
+
+
+def plan_push(
     folder: Path, repo_id: str, mode: PushMode, provenance: Provenance, report: Any, workdir: Path,
-    *, student_license, allow_license_conflict, co2_eq_emissions, extra_metadata,
-) -> tuple[LicenseVerdict, ModelCard, list[CommitOperationAdd]]:
-    """Everything local: licence verdict, card, and the commit's operations. Raises before any network call."""
+    *, student_license, allow_license_conflict, co2_eq_emissions, extra_metadata, license_overrides,
+) -> PushPlan:
+    """Everything local: licence verdict, card, and the commit's files, written under `workdir` (merged weights,
+    report, plot). Raises before any network call; changes neither `provenance` nor anything in `folder`."""
+    provenance = copy.deepcopy(provenance)
+    provenance.apply_license_overrides(**license_overrides)
     verdict = provenance.check_license(student_license=student_license, student_name=repo_id)
     if verdict.status == "conflict":
         if not allow_license_conflict:
@@ -211,7 +236,8 @@ def _prepare(
     ]
     operations += [CommitOperationAdd(path_in_repo=k, path_or_fileobj=str(v)) for k, v in report_files.items()]
     operations += [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v) for k, v in generated.items()]
-    return verdict, card, operations
+    return PushPlan(repo_id=repo_id, mode=mode, verdict=verdict, provenance=provenance, card=card,
+                    operations=tuple(operations))
 
 
 def push_student(
@@ -276,9 +302,6 @@ def push_student(
         raise PushError(f"`mode` is {mode!r}; choose one of {', '.join(PUSH_MODES)}.")
     _check_folder(folder, mode)
     provenance = provenance if provenance is not None else Provenance.load(folder)
-    provenance.apply_license_overrides(
-        teacher_license=teacher_license, base_license=base_license, dataset_licenses=dataset_licenses
-    )
     if mode == "adapter" and not _is_hub_base(_adapter_base(folder)):
         raise PushError(
             f"The adapter's base {_adapter_base(folder)!r} is a local path: nobody else could load the adapter. Set "
@@ -286,25 +309,26 @@ def push_student(
         )
     token = require_token(token)
     with tempfile.TemporaryDirectory(prefix="hf_distill_push_") as workdir:
-        verdict, card, operations = _prepare(
+        plan = plan_push(
             folder, repo_id, mode, provenance, report, Path(workdir), student_license=student_license,
             allow_license_conflict=allow_license_conflict, co2_eq_emissions=co2_eq_emissions,
-            extra_metadata=extra_metadata,
+            extra_metadata=extra_metadata, license_overrides=dict(
+                teacher_license=teacher_license, base_license=base_license, dataset_licenses=dataset_licenses),
         )
         api = HfApi(token=token)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.create_commit(
-            repo_id, operations=operations, revision=revision,
+            repo_id, operations=list(plan.operations), revision=revision,
             commit_message=commit_message or "Upload distilled student with hf_distill",
         )
-    logger.info("Pushed %s (%s, licence %s: %s) in commit %s.", repo_id, mode, verdict.student_license,
-                verdict.status, commit.oid)
+    logger.info("Pushed %s (%s, licence %s: %s) in commit %s.", repo_id, mode, plan.verdict.student_license,
+                plan.verdict.status, commit.oid)
     return PushResult(
         repo_id=repo_id, repo_url=str(repo_url), commit_url=commit.commit_url, commit_oid=commit.oid,
-        revision=revision or "main", mode=mode, files=[op.path_in_repo for op in operations], verdict=verdict,
-        card=card,
+        revision=revision or "main", mode=mode, files=[op.path_in_repo for op in plan.operations],
+        verdict=plan.verdict, card=plan.card,
     )
 
 

@@ -418,7 +418,7 @@ class DistillationTrainer(SFTTrainer):
         token: str | None = None, revision: str | None = None, commit_message: str | None = None,
         allow_license_conflict: bool = False, report=None, student_license: str | None = None,
         teacher_license: str | None = None, base_license: str | None = None,
-        dataset_licenses: dict[str, str] | str | None = None, **kwargs,
+        dataset_licenses: dict[str, str] | str | None = None, save: bool = True, **kwargs,
     ):
         """Save the student to `output_dir` and publish it with [`~hf_distill.hub.push_student`]: licence
         pre-flight and local card checks first, then one commit (weights, tokenizer, card, LICENSE/NOTICE when
@@ -429,6 +429,8 @@ class DistillationTrainer(SFTTrainer):
             mode (`str`, *optional*): `"full"`, `"adapter"` or `"merged"`; defaults to `"adapter"` for PEFT students.
             report ([`BenchmarkReport`], *optional*): from `trainer.benchmark(...)`, for the card and `model-index`.
             token (`str`, *optional*): defaults to `args.hub_token`, `HF_TOKEN` or the stored login.
+            save (`bool`, defaults to `True`): save the student first; `False` pushes what `save_model` last wrote
+                to `output_dir` (the CLI saves once, then pushes).
             kwargs: `co2_eq_emissions`, `extra_metadata` of `push_student`; `blocking` (from `Trainer`) is ignored.
             Other arguments are those of [`~hf_distill.hub.push_student`].
 
@@ -442,13 +444,15 @@ class DistillationTrainer(SFTTrainer):
                              "(--hub_model_id) in DistillationConfig.")
         self._remember_license_overrides(teacher_license=teacher_license, base_license=base_license,
                                          dataset_licenses=dataset_licenses)
-        self.save_model(self.args.output_dir, _internal_call=True)  # writes weights and provenance
+        if save:
+            self.save_model(self.args.output_dir, _internal_call=True)  # writes weights and provenance
         if not self.is_world_process_zero():
             return None
         return push_student(
             self.args.output_dir, repo_id, private=private, token=token or self.args.hub_token, revision=revision,
             commit_message=commit_message, mode=mode, allow_license_conflict=allow_license_conflict, report=report,
-            provenance=self._provenance, student_license=student_license, **kwargs,
+            provenance=self._provenance if save else None, student_license=student_license,
+            teacher_license=teacher_license, base_license=base_license, dataset_licenses=dataset_licenses, **kwargs,
         )
 
     # `args.push_to_hub=True` makes `Trainer` create the repo when it is built and upload `output_dir` at every
