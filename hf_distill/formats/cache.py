@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 
 from ..errors import HfDistillError
-from ..fingerprints import chat_template_hash, tokenizer_hash
+from ..fingerprints import tokenizer_hash
 from .codec import TopKCodec
 
 __all__ = [
@@ -31,13 +31,11 @@ __all__ = [
     "TOKENIZER_HASH_COLUMN",
     "TOPK_COLUMN",
     "cache_features",
-    "chat_template_hash",
     "check_cached_rows",
     "check_tokenizer_hash",
     "expand_blob",
     "is_cached_dataset",
     "prepare_cached_rows",
-    "tokenizer_hash",
     "truncate_blob",
 ]
 

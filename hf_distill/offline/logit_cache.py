@@ -17,14 +17,12 @@ from datasets import Dataset
 from torch import nn
 
 from ..errors import HfDistillError
-from ..fingerprints import teacher_provenance
+from ..fingerprints import chat_template_hash, teacher_provenance, tokenizer_hash
 from ..formats.cache import (
     TOKENIZER_HASH_COLUMN,
     TOPK_COLUMN,
     CacheInfo,
     cache_features,
-    chat_template_hash,
-    tokenizer_hash,
 )
 from ..formats.codec import CODEC_NAME, TopKCodec
 from ..formats.tokenization import tokenize_like_sft

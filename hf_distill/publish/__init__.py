@@ -15,7 +15,6 @@ _EXPORTS = {
     "ProvenanceError": ".provenance",
     "PushError": ".repo",
     "PushPlan": ".student",
-    "plan_push": ".student",
     "PushResult": ".student",
     "SpaceConfigError": ".space",
     "SpaceCreationError": ".space",
@@ -24,6 +23,7 @@ _EXPORTS = {
     "check_license": ".licenses",
     "collect_provenance": ".provenance",
     "create_space": ".space",
+    "plan_push": ".student",
     "push_dataset": ".dataset",
     "push_student": ".student",
 }
