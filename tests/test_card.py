@@ -1,4 +1,4 @@
-"""The distillation model card: metadata keys (HUB.md), body sections, parse-back, local checks, trainer hook."""
+"""The distillation model card: Hub metadata keys, body sections, parse-back, local checks, trainer hook."""
 
 import pytest
 from huggingface_hub import EvalResult, ModelCard

@@ -1,4 +1,4 @@
-"""The model card of a distilled student: metadata from explicit `ModelCardData` keys (HUB.md), text from the Jinja
+"""The model card of a distilled student: metadata from explicit `ModelCardData` keys, text from the Jinja
 template `model_cards/student_card.md.jinja`, and the local checks run before any upload."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _hub_id(record: SourceRecord | None) -> str | None:
 
 
 def _co2(value: Mapping[str, Any] | float | None, provenance: Provenance) -> dict[str, Any] | None:
-    """HUB.md's `co2_eq_emissions`: grams emitted, how they were measured, `training_type: distillation`."""
+    """The Hub's `co2_eq_emissions` metadata: grams emitted, how they were measured, `training_type: distillation`."""
     if value is None:
         return None
     data = {"emissions": float(value), "source": "user-provided"} if isinstance(value, (int, float)) else dict(value)

@@ -1,5 +1,5 @@
 """The licence rules table: what each teacher, starting-checkpoint or dataset licence obliges a distilled student to
-carry. Engineering defaults drawn from the licence texts (see ../shared/HUB.md), not legal advice.
+carry. Engineering defaults drawn from the licence texts, not legal advice.
 
 A student relates to a source in one of three ways, and a licence may ask different things of each:
 
