@@ -4,6 +4,7 @@ The public names below load on first use (`import hf_distill` stays fast); subpa
 `formats`, `teachers`, `offline`, `benchmark`, `publish`, `training`, `quickstart`, `cli` (see CONTRIBUTING.md).
 """
 
+from ._aliases import install as _install_old_paths
 from ._lazy import lazy_namespace
 from ._version import __version__
 
@@ -27,3 +28,4 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
+_install_old_paths()

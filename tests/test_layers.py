@@ -20,7 +20,8 @@ PACKAGE = ROOT / "hf_distill"
 
 #: Bottom to top. A module belongs to the layer of its longest listed prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("hf_distill._version", "hf_distill._lazy", "hf_distill.errors", "hf_distill.templates")),
+    ("base", ("hf_distill._version", "hf_distill._lazy", "hf_distill._aliases", "hf_distill.errors",
+              "hf_distill.templates")),
     ("modeling helpers", ("hf_distill.heads", "hf_distill.safe_loading", "hf_distill.nonfinite",
                           "hf_distill.privacy", "hf_distill.fingerprints", "hf_distill.vocabulary")),
     ("losses", ("hf_distill.losses",)),
@@ -228,3 +229,19 @@ def test_public_names_of_the_lazy_namespaces_resolve():
     assert hf_distill.data.ShardStore.__module__ == "hf_distill.offline.shards"  # old internals still import
     with pytest.raises(AttributeError, match="no_such_name"):
         hf_distill.no_such_name  # noqa: B018
+
+
+def test_old_import_paths_give_the_moved_modules_themselves():
+    import importlib
+
+    from hf_distill._aliases import OLD_PATHS
+
+    for old, new in OLD_PATHS.items():
+        module = importlib.import_module(old)
+        assert module is importlib.import_module(new) and module.__spec__.name == new, old
+    from hf_distill.publish.provenance import collect
+
+    old_submodule = importlib.import_module("hf_distill.provenance.collect")  # below an old package path
+    assert old_submodule.collect_provenance is collect.collect_provenance
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("hf_distill.no_such_module")
