@@ -245,3 +245,12 @@ def test_old_import_paths_give_the_moved_modules_themselves():
     assert old_submodule.collect_provenance is collect.collect_provenance
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("hf_distill.no_such_module")
+
+
+def test_the_contributing_diagram_names_every_package_and_module():
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    diagram = text.split("## Layout: layers that import one way", 1)[1].split("```")[1]
+    entries = {path.name + "/" for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    entries |= {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+    missing = sorted(entry for entry in entries if entry not in diagram)
+    assert not missing, f"CONTRIBUTING.md's layer diagram misses {missing}"
