@@ -29,8 +29,8 @@ from pathlib import Path
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.publish.card import PLOT_PATH
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
+from hf_distill.publish import PLOT_PATH
 
 RECIPES = (
     "qwen2.5-0.5b_from_qwen2.5-1.5b.yaml",

@@ -254,3 +254,16 @@ def test_the_contributing_diagram_names_every_package_and_module():
     entries |= {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
     missing = sorted(entry for entry in entries if entry not in diagram)
     assert not missing, f"CONTRIBUTING.md's layer diagram misses {missing}"
+
+
+def test_examples_and_benchmarks_import_only_public_names():
+    import importlib
+
+    private = []
+    for path in sorted([*(ROOT / "examples").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hf_distill"):
+                module = importlib.import_module(node.module)  # a package's __all__ is public, a module's is not
+                public = module.__all__ if hasattr(module, "__path__") else []
+                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name not in public]
+    assert not private, f"not in the __all__ of a package: {private}"

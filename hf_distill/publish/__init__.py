@@ -11,6 +11,7 @@ _EXPORTS = {
     "HubAuthError": ".repo",
     "LicenseConflictError": ".licenses",
     "LicenseVerdict": ".licenses",
+    "PLOT_PATH": ".card",
     "Provenance": ".provenance",
     "ProvenanceError": ".provenance",
     "PushError": ".repo",
