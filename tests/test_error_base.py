@@ -48,3 +48,20 @@ def test_every_error_class_is_listed_in_the_docs():
     text = DOC.read_text(encoding="utf-8")
     missing = sorted(name for _, name in ERRORS if f"`{name}`" not in text)
     assert "`HfDistillError`" in text and not missing, f"not in docs/errors.md: {missing}"
+
+
+def test_raised_argument_errors_are_hf_distill_errors():
+    import torch
+
+    from hf_distill.losses import distillation_loss
+    from hf_distill.training import DistillationCollator
+
+    logits = torch.zeros(1, 2, 3)
+    for kwargs, message in (({"divergence": "kl"}, "Unknown divergence"), ({"reduction": "max"}, "Unknown reduction")):
+        with pytest.raises(HfDistillError, match=message):
+            distillation_loss(logits, logits, **kwargs)
+    with pytest.raises(HfDistillError, match="differ in shape"):
+        distillation_loss(logits, torch.zeros(1, 2, 4))
+    collator = DistillationCollator(pad_token_id=0, padding_free=True, teacher_columns={"teacher_topk_ids": 0})
+    with pytest.raises(HfDistillError, match="padding-free"):
+        collator.torch_call([{"input_ids": [1, 2]}])

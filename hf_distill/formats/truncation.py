@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from .checks import TrainingDataError
+from .tokenization import DatasetFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def truncate_with_report(dataset, *, max_length: int, truncation_mode: str, data
     warning with the counts when some rows are cut.
     """
     if truncation_mode not in ("keep_start", "keep_end"):
-        raise ValueError(
+        raise DatasetFormatError(
             f"`truncation_mode` (--truncation_mode) is {truncation_mode!r}; choose 'keep_start' or 'keep_end'."
         )
     window = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from ..formats.cache import CachedDatasetError
+
 __all__ = ["DistillationCollator"]
 
 
@@ -40,7 +42,7 @@ class DistillationCollator(DataCollatorForLanguageModeling):
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.teacher_columns and self.padding_free:
-            raise ValueError(
+            raise CachedDatasetError(
                 "Cached teacher columns cannot be collated padding-free. Set `padding_free=False` in the "
                 "DistillationConfig (--padding_free false)."
             )
@@ -56,7 +58,7 @@ class DistillationCollator(DataCollatorForLanguageModeling):
         for index, example in enumerate(examples):
             value = torch.as_tensor(example[column])
             if value.shape[0] != len(example["input_ids"]):
-                raise ValueError(
+                raise CachedDatasetError(
                     f"Column {column!r} of batch row {index} has {value.shape[0]} entries but `input_ids` has "
                     f"{len(example['input_ids'])}: cached teacher columns need one entry per token. Re-create the "
                     "cache with the same tokenizer and `max_length` as training."
