@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from torch import nn
 
+from .._version import __version__
 from ..errors import HfDistillError
 from ..fingerprints import chat_template_hash, teacher_provenance, tokenizer_hash
 from ..formats.cache import (
@@ -122,7 +123,7 @@ def cache_teacher_logits(
         encoding={"name": CODEC_NAME, "sqrt_levels": codec.sqrt_levels, "log_levels": codec.log_levels,
                   "log_step": codec.log_step},
         tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
-        max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=_package_version(),
+        max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=__version__,
     )
     scorer = _Scorer(model, head, codec, top_k=top_k, pad_token_id=_pad_id(tokenizer))
     work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
@@ -155,15 +156,6 @@ def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_leng
         problems.append("`dataset` is empty.")
     if problems:
         raise CacheSettingsError("Invalid cache_teacher_logits arguments:\n" + "\n".join(f"- {p}" for p in problems))
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hf-distill")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _pad_id(tokenizer) -> int:
