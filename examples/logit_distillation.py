@@ -5,6 +5,8 @@
 #     "bitsandbytes>=0.45",
 # ]
 # ///
+# hf-distill is not on PyPI yet: in a clone of its repository, `python -m pip install -e .`, then run this file
+# with `python` as shown below (`uv run` resolves the header above once a release is on the index).
 """Logit distillation with an online teacher: the student learns the teacher's next-token distribution on every
 token it trains on. Recipes (a), (b) and (e):
 
@@ -26,11 +28,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from trl import ModelConfig, get_peft_config, get_quantization_config
-
+# hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
 from hf_distill.publish import PLOT_PATH
+
+# isort: split
+from trl import ModelConfig, get_peft_config, get_quantization_config
 
 RECIPES = (
     "qwen2.5-0.5b_from_qwen2.5-1.5b.yaml",

@@ -4,6 +4,8 @@
 #     "hf-distill",
 # ]
 # ///
+# hf-distill is not on PyPI yet: in a clone of its repository, `python -m pip install -e .`, then run this file
+# with `python` as shown below (`uv run` resolves the header above once a release is on the index).
 """Offline logits, recipe (c): distil a teacher larger than the training GPU. The teacher scores the data once, on as
 many GPUs as it needs, and its top-k log-probabilities are stored as a `datasets` dataset; training then holds no
 teacher at all.
@@ -12,27 +14,31 @@ teacher at all.
     python examples/offline_logits.py cache --config examples/configs/qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml
     #    ... or one teacher per GPU, each rank writing its own shards (the result equals a one-process run)
     torchrun --nproc_per_node 8 examples/offline_logits.py cache --config <recipe> \\
-        --teacher_model_kwargs '{"dtype": "bfloat16"}'
+        --teacher_model_init_kwargs '{"dtype": "bfloat16"}'
     # 2. train on one GPU, no teacher
     python examples/offline_logits.py train --config examples/configs/qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml
 
-An interrupted cache run resumes where it stopped (finished shards are kept). The CLI equivalents are
-`hf-distill cache-logits` and `hf-distill train --dataset_name <logits_dir>`.
+An interrupted cache run resumes where it stopped (finished shards are kept). The same recipe drives the CLI:
+
+    hf-distill cache-logits --config examples/configs/qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml
+    hf-distill train --config examples/configs/qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml
+
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 
-from datasets import load_from_disk
-from transformers import AutoTokenizer
-from trl import ModelConfig
-
+# hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import DatasetArguments, load_dataset_argument, parse_recipe
 from hf_distill.data import cache_teacher_logits
+
+# isort: split
+from datasets import load_from_disk
+from transformers import AutoTokenizer
+from trl import ModelConfig
 
 RECIPES = ("qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml",)
 STAGES = ("cache", "train")
@@ -40,19 +46,17 @@ STAGES = ("cache", "train")
 
 @dataclass
 class OfflineArguments(DatasetArguments):
-    """The teacher pass: which teacher, how it loads, where its top-k log-probabilities go."""
+    """The teacher pass, under the names `hf-distill cache-logits` uses (one recipe drives the script and the CLI).
+    The teacher's `from_pretrained` arguments are `teacher_model_init_kwargs`, a `DistillationConfig` field."""
 
     teacher: str | None = field(default=None, metadata={"help": "Hub id or path of the teacher (cache stage)."})
-    teacher_model_kwargs: str | None = field(
-        default=None,
-        metadata={
-            "help": "JSON object of `from_pretrained` arguments for the teacher, e.g. "
-            '\'{"device_map": "auto", "dtype": "bfloat16"}\'.'
-        },
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to tokenize with (default: the student's, model_name_or_path)."}
     )
     logits_dir: str = field(default="teacher-logits", metadata={"help": "Folder of the cached top-k dataset."})
     top_k: int = field(default=64, metadata={"help": "Teacher entries kept per position."})
-    cache_batch_size: int = field(default=8, metadata={"help": "Rows per teacher forward while caching."})
+    batch_size: int = field(default=8, metadata={"help": "Rows per teacher forward while caching."})
+    max_rows: int | None = field(default=None, metadata={"help": "Cache only the first N rows (a quick look)."})
 
 
 DATACLASS_TYPES = (OfflineArguments, DistillationConfig, ModelConfig)
@@ -64,16 +68,16 @@ def cache(script_args: OfflineArguments, training_args: DistillationConfig, mode
         raise ValueError(
             "The cache stage needs the teacher: set `teacher` in the recipe or pass --teacher <id or path>."
         )
-    kwargs = script_args.teacher_model_kwargs
     return cache_teacher_logits(
         script_args.teacher,
         load_dataset_argument(script_args, script_args.dataset_train_split),
-        tokenizer=AutoTokenizer.from_pretrained(model_args.model_name_or_path),
+        tokenizer=AutoTokenizer.from_pretrained(script_args.tokenizer or model_args.model_name_or_path),
         output_dir=script_args.logits_dir,
         top_k=script_args.top_k,
-        batch_size=script_args.cache_batch_size,
+        batch_size=script_args.batch_size,
         max_length=training_args.max_length,
-        model_kwargs=json.loads(kwargs) if isinstance(kwargs, str) else kwargs,
+        model_kwargs=training_args.teacher_model_init_kwargs,  # parsed from JSON by DistillationConfig
+        max_rows=script_args.max_rows,
     )
 
 

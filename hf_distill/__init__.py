@@ -7,6 +7,7 @@ The public names below load on first use (`import hf_distill` stays fast); subpa
 from ._aliases import install as _install_old_paths
 from ._lazy import lazy_namespace
 from ._version import __version__
+from .quiet import silence_unactionable_logs
 
 _EXPORTS = {
     "DistillationCollator": ".training.collator",
@@ -29,3 +30,4 @@ __all__ = [
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
 _install_old_paths()
+silence_unactionable_logs()  # before trl/peft import bitsandbytes, which logs an unactionable line at import

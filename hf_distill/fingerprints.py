@@ -29,6 +29,7 @@ __all__ = [
     "path_provenance",
     "teacher_provenance",
     "tokenizer_hash",
+    "tree_sha256",
 ]
 
 #: What "config and weights" means for the hash of a local model folder (tokenizer files and cards are left out).
@@ -65,6 +66,15 @@ def folder_sha256(folder: str | os.PathLike) -> str | None:
     return digest.hexdigest()
 
 
+def tree_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 over the relative names and contents of every file under `folder` (a `save_to_disk` dataset)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file_sha256(file).encode())
+    return digest.hexdigest()
+
+
 def model_sha256(model: nn.Module) -> str:
     """SHA-256 over the parameter names and raw bytes of an in-memory model (one with no folder to hash)."""
     digest = hashlib.sha256()
@@ -95,11 +105,13 @@ def chat_template_hash(tokenizer) -> str | None:
 
 @dataclass(frozen=True)
 class TeacherProvenance:
-    """Which teacher made a dataset: `name` (Hub id or local path, or the model's `name_or_path`) and `revision`
-    (the Hub commit when known, else `sha256:` of its folder's config and weights, else of its parameters)."""
+    """Which teacher made a dataset: `name` (Hub id or local path, or the model's `name_or_path`), `revision`
+    (the Hub commit when known, else `sha256:` of its folder's config and weights, else of its parameters) and, for a
+    teacher dequantised from a GGUF file, that file's name, SHA-256 and quantisation type (`GgufSource.to_dict()`)."""
 
     name: str
     revision: str
+    gguf: dict | None = None
 
 
 def teacher_provenance(model: nn.Module, source: str | os.PathLike | nn.Module) -> TeacherProvenance:
@@ -110,15 +122,16 @@ def teacher_provenance(model: nn.Module, source: str | os.PathLike | nn.Module) 
     name = str(source) if isinstance(source, (str, os.PathLike)) else getattr(inner, "name_or_path", "") or type(
         inner
     ).__name__
+    gguf = inner.gguf_source.to_dict() if getattr(inner, "gguf_source", None) is not None else None
     if Path(name).exists():
         name = str(Path(name).resolve())
         folder_hash = folder_sha256(name) if Path(name).is_dir() else None
         if folder_hash is not None:
-            return TeacherProvenance(name=name, revision="sha256:" + folder_hash)
+            return TeacherProvenance(name=name, revision="sha256:" + folder_hash, gguf=gguf)
     commit = getattr(getattr(inner, "config", None), "_commit_hash", None)
     if commit and not Path(name).exists():
-        return TeacherProvenance(name=name, revision=commit)
-    return TeacherProvenance(name=name, revision="sha256:" + model_sha256(inner))
+        return TeacherProvenance(name=name, revision=commit, gguf=gguf)
+    return TeacherProvenance(name=name, revision="sha256:" + model_sha256(inner), gguf=gguf)
 
 
 def path_provenance(source: str | os.PathLike) -> TeacherProvenance:

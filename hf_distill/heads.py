@@ -4,13 +4,12 @@ projects. Losses that work from hidden states (never building full logits) need 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["OutputHead", "add_hidden_states_forward", "backbone_hidden_states", "is_quantized", "unwrap_model"]
+__all__ = ["OutputHead", "backbone_hidden_states", "final_hidden_states", "is_quantized", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -115,23 +114,32 @@ def backbone_hidden_states(model: nn.Module, *args, **inputs) -> torch.Tensor:
     return backbone(*args, **inputs).last_hidden_state
 
 
-def add_hidden_states_forward(model: nn.Module) -> None:
-    """Patch `model` so that `model(..., return_hidden_states_only=True)` returns the backbone's final hidden states
-    `(batch, seq, hidden)` instead of logits; any other call is the original forward (generation is unchanged).
+def final_hidden_states(model: nn.Module, **inputs) -> torch.Tensor:
+    """The final hidden states `(batch, seq, hidden)` that `model`'s output head would project, from one call of
+    `model(**inputs)` that builds no logits.
 
-    The student is called through its wrappers (DDP, PEFT, accelerate), which must see the forward for gradient
-    synchronisation, so the switch is a keyword of the top-level forward rather than a direct backbone call.
+    The call goes through the model's wrappers (DDP, PEFT, accelerate), which must see the forward for gradient
+    synchronisation. A forward pre-hook on the output head, removed when the call returns, keeps the head's input
+    and hands the head an empty slice of it; nothing is set on the instance, so copies of the model
+    (`copy.deepcopy`, `trl.create_reference_model`) stay models of their own, and only the last hidden state is
+    kept (no `output_hidden_states`).
     """
-    inner = unwrap_model(model)
-    if getattr(inner, "_hf_distill_hidden_forward", False):
-        return
-    original_forward = inner.forward
+    head = unwrap_model(model).get_output_embeddings()  # never None: `OutputHead.from_model` checked it
+    captured = []
 
-    @functools.wraps(original_forward)
-    def forward(*args, return_hidden_states_only: bool = False, **kwargs):
-        if not return_hidden_states_only:
-            return original_forward(*args, **kwargs)
-        return backbone_hidden_states(inner, *args, **kwargs)
+    def keep_input_project_nothing(module, args):
+        captured.append(args[0])
+        return (args[0][..., :0, :], *args[1:])
 
-    inner.forward = forward
-    inner._hf_distill_hidden_forward = True
+    handle = head.register_forward_pre_hook(keep_input_project_nothing)
+    try:
+        model(**inputs, use_cache=False)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(
+            f"The output head of {type(unwrap_model(model)).__name__} ran {len(captured)} times in one forward, "
+            "but distillation reads the final hidden states from its one call: this model class is not supported "
+            "as a student."
+        )
+    return captured[0]

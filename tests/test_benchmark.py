@@ -1,9 +1,12 @@
 """hf_distill.benchmark: a student against its teacher on tiny local models, every number checked."""
 
+import collections
 import copy
 import dataclasses
 import math
 import os
+import re
+import string
 
 import pytest
 import torch
@@ -84,8 +87,9 @@ def test_sizes_are_measured(setup, model_factory):
 
 
 def _reference_scores(student, teacher, tokenizer, dataset):
-    """Completion-token cross-entropy, forward KL and top-1 agreement, from full logits, one example at a time."""
-    ce, kl, agree, count = 0.0, 0.0, 0, 0
+    """Completion-token cross-entropy, forward KL, top-1 agreement and token accuracy, from full logits, one example
+    at a time."""
+    ce, kl, agree, correct, count = 0.0, 0.0, 0, 0, 0
     for row in dataset:
         prompt_ids = tokenizer(row["prompt"])["input_ids"]
         ids = torch.tensor([tokenizer(row["prompt"] + row["completion"] + tokenizer.eos_token)["input_ids"]])
@@ -97,16 +101,18 @@ def _reference_scores(student, teacher, tokenizer, dataset):
         ce -= student_logp[span].gather(-1, labels[:, None]).sum().item()
         kl += (teacher_logp[span].exp() * (teacher_logp[span] - student_logp[span])).sum().item()
         agree += (student_logp[span].argmax(-1) == teacher_logp[span].argmax(-1)).sum().item()
+        correct += (student_logp[span].argmax(-1) == labels).sum().item()
         count += len(labels)
-    return ce / count, kl / count, agree / count, count
+    return ce / count, kl / count, agree / count, correct / count, count
 
 
 def test_quality_and_fidelity_match_a_reference(setup, tokenizer):
     from transformers import AutoModelForCausalLM
 
     teacher = AutoModelForCausalLM.from_pretrained(setup["teacher_path"])
-    ce, kl, agreement, count = _reference_scores(setup["student"], teacher, tokenizer, setup["dataset"])
+    ce, kl, agreement, accuracy, count = _reference_scores(setup["student"], teacher, tokenizer, setup["dataset"])
     report = setup["report"]
+    assert report.student.quality.token_accuracy == pytest.approx(accuracy)
     assert report.student.quality.num_tokens == report.student.fidelity.num_tokens == count
     assert report.student.quality.cross_entropy == pytest.approx(ce, rel=1e-5)
     assert report.student.quality.perplexity == pytest.approx(math.exp(ce), rel=1e-5)
@@ -285,6 +291,65 @@ def test_missing_tokenizer_is_named(model_factory):
 
 
 # -- task metrics -----------------------------------------------------------------------------------------------------
+
+
+def _squad_normalize(text):
+    """The official SQuAD v1.1 script's `normalize_answer`."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def _squad_f1(prediction, reference):
+    prediction_tokens, reference_tokens = _squad_normalize(prediction).split(), _squad_normalize(reference).split()
+    if not prediction_tokens or not reference_tokens:
+        return float(prediction_tokens == reference_tokens)
+    common = collections.Counter(prediction_tokens) & collections.Counter(reference_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(prediction_tokens), overlap / len(reference_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def test_task_metrics_in_the_report_equal_independent_scores_of_the_teachers_greedy_answers(setup, tokenizer):
+    sacrebleu = pytest.importorskip("sacrebleu")
+    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+    from transformers import AutoModelForCausalLM
+
+    teacher = AutoModelForCausalLM.from_pretrained(setup["teacher_path"])
+    rows = tiny.prompt_completion_dataset(6, seed=9)
+    answers = []
+    for prompt in rows["prompt"]:  # the teacher's own greedy answers, one unpadded prompt at a time
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        output = teacher.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answers.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+    predictions = [answer.strip() for answer in answers]
+    # References: the teacher's answer itself, its answer with more words (case, punctuation and an article for the
+    # SQuAD normalisation to handle), or the dataset's completion; so no score is trivially 0 or 1.
+    references = [
+        answer if index % 3 == 0 else f"{answer} The cat, sat!" if index % 3 == 1 else completion
+        for index, (answer, completion) in enumerate(zip(answers, rows["completion"], strict=True))
+    ]
+    dataset = Dataset.from_dict({"prompt": rows["prompt"], "completion": references})
+    report = benchmark(teacher, dataset=dataset, tokenizer=tokenizer, task_metrics=ALL_METRICS, max_new_tokens=4,
+                       batch_sizes=(1,), num_latency_runs=1, eval_batch_size=4)
+    stripped = [reference.strip() for reference in references]
+    pairs = list(zip(predictions, stripped, strict=True))
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = {
+        "exact_match": sum(_squad_normalize(p) == _squad_normalize(r) for p, r in pairs) / len(pairs),
+        "token_f1": sum(_squad_f1(p, r) for p, r in pairs) / len(pairs),
+        "rouge_l": sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in pairs) / len(pairs),
+        "chrf": sacrebleu.corpus_chrf(predictions, [stripped]).score,
+        "bleu": sacrebleu.corpus_bleu(predictions, [stripped]).score,
+    }
+    assert 0 < expected["exact_match"] < 1 and 0 < expected["chrf"] < 100  # not a value a broken metric gives
+    assert report.student.quality.task_metrics == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # Teacher-forced on references that are partly its own greedy answers: a token accuracy strictly inside (0, 1).
+    ce, _, _, accuracy, count = _reference_scores(teacher, teacher, tokenizer, dataset)
+    assert 0 < accuracy < 1 and report.student.quality.num_tokens == count
+    assert report.student.quality.token_accuracy == pytest.approx(accuracy)
+    assert report.student.quality.cross_entropy == pytest.approx(ce, rel=1e-5)
 
 
 def test_task_metrics_follow_their_definitions():

@@ -263,3 +263,79 @@ def test_no_privacy_section_without_a_scan_and_no_warning_for_clean_or_eval_only
         text = _body(build_model_card(provenance))
     assert "Privacy scan of the data" in text and "Secrets in the training data" not in text
     assert "secrets in the training data" not in caplog.text
+
+
+class LmEvalReport(FakeReport):
+    """lm-eval style results as the benchmark builds them: few-shot count in `dataset_args`, a local dataset path."""
+
+    def to_eval_results(self):
+        return super().to_eval_results() + [
+            EvalResult(task_type="text-generation", dataset_type="openai/gsm8k", dataset_name="gsm8k",
+                       dataset_config="main", dataset_split="test", dataset_args={"num_fewshot": 5},
+                       metric_type="exact_match", metric_value=0.25, metric_name="exact_match (lm-eval gsm8k)"),
+            EvalResult(task_type="text-generation", dataset_type="./data/held_out.json", dataset_name="mine",
+                       metric_type="accuracy", metric_value=0.5),
+        ]
+
+
+def test_model_index_follows_the_spec_and_eval_results_files_are_written(tmp_path):
+    """model-index spec: `dataset.type` a Hub dataset id ("custom" only without one), `dataset.args` are
+    load_dataset() arguments, so num_fewshot is a metric argument. `.eval_results/*.yaml` per Hub dataset."""
+    import yaml
+    from huggingface_hub import constants
+
+    from hf_distill.publish.card import eval_results_files
+
+    card = build_model_card(_provenance(), LmEvalReport(), repo_id="me/student")
+    results = card.data.to_dict()["model-index"][0]["results"]
+    gsm8k = next(r for r in results if r["dataset"]["type"] == "openai/gsm8k")
+    assert "args" not in gsm8k["dataset"] and gsm8k["metrics"][0]["args"] == {"num_fewshot": 5}
+    assert [r["dataset"]["type"] for r in results if r["dataset"]["name"] == "mine"] == ["custom"]
+    check_card(card)
+    card.save(tmp_path / "README.md")
+    assert ModelCard.load(tmp_path / "README.md").data.to_dict() == card.data.to_dict()
+
+    files = eval_results_files(card, "me/student")
+    assert sorted(files) == [".eval_results/openai_gsm8k.yaml", ".eval_results/org_held-out.yaml"]
+    entries = yaml.safe_load(files[".eval_results/openai_gsm8k.yaml"])
+    assert entries == [{"dataset": {"id": "openai/gsm8k", "task_id": "gsm8k"}, "value": 0.25,
+                        "source": {"url": f"{constants.ENDPOINT}/me/student",
+                                   "name": "hf_distill benchmark (self-reported)"},
+                        "notes": "exact_match (lm-eval gsm8k), num_fewshot=5, split test"}]
+    held_out = yaml.safe_load(files[".eval_results/org_held-out.yaml"])
+    assert held_out[0]["dataset"] == {"id": "org/held-out", "task_id": "held-out"} and held_out[0]["value"] == 9.1
+
+
+def test_teacher_tag_and_key():
+    data = build_model_card(_provenance(), repo_id="me/student").data.to_dict()
+    assert "teacher:Qwen/Qwen2.5-7B-Instruct" in data["tags"]
+    assert data["teacher_model"]["id"] == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_citation_year_is_the_release_year_of_the_installed_version():
+    import subprocess
+    from pathlib import Path
+
+    from hf_distill.publish.card import release_year
+
+    repo = Path(__file__).parents[1]
+    head = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%ci"], capture_output=True, text=True)
+    provenance = _provenance()
+    provenance.hf_distill["git_commit"] = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
+                                                         capture_output=True, text=True).stdout.strip()
+    year = head.stdout.split("-", 1)[0]
+    assert release_year(provenance.hf_distill["git_commit"]) == year
+    text = build_model_card(provenance, repo_id="me/student").text
+    assert f"year   = {{{year}}},\n  note   = {{version 0.1.0}}" in text
+    assert release_year("0" * 40) is not None  # an unknown commit falls back to the installed metadata's date
+
+
+def test_card_shows_the_eu_restriction_and_modification_notice():
+    """Llama 4 Acceptable Use Policy (EU, multimodal models) and Gemma §3.1 (modified files say so) reach the
+    card."""
+    llama = build_model_card(_provenance(teacher_license="llama4", base=False), repo_id="me/Llama-tiny")
+    assert "European Union" in llama.text
+    provenance = _provenance(teacher_license="gemma", base=False)
+    provenance.weight_derived = True
+    gemma = build_model_card(provenance, repo_id="me/gemma-pruned")
+    assert "the weights were changed from those of teacher (gemma)" in gemma.text

@@ -5,9 +5,9 @@ weights of an uninterrupted run (one process and two); checkpoints written by pl
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from hf_distill import checkpoint_state as cs
 from hf_distill.training.checkpoint_state import CheckpointStateError
 from tests import tiny
 from tests.no_pickle import refuse_unpickling
+from tests.scripts.resume_probe import ResumeProbe, with_dropout
 
 REPO = Path(__file__).resolve().parents[1]
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".pkl", ".ckpt"}
@@ -237,16 +238,18 @@ def _args(output_dir, **kwargs):
 
 @pytest.fixture()
 def build(model_factory, tokenizer):
-    def trainer(output_dir, trainer_class=DistillationTrainer, **kwargs):
-        return trainer_class(model=model_factory("llama", seed=1), teacher_model=model_factory("llama", seed=2),
+    def trainer(output_dir, trainer_class=DistillationTrainer, callbacks=None, **kwargs):
+        return trainer_class(model=with_dropout(model_factory("llama", seed=1)),
+                             teacher_model=model_factory("llama", seed=2),
                              args=_args(output_dir, **kwargs), processing_class=tokenizer,
-                             train_dataset=tiny.prompt_completion_dataset(16, seed=4))
+                             train_dataset=tiny.prompt_completion_dataset(16, seed=4), callbacks=callbacks)
 
     return trainer
 
 
 def test_checkpoints_hold_no_pickle_and_resume_without_unpickling(build, tmp_path, monkeypatch):
-    first = build(tmp_path / "run")
+    first_probe = ResumeProbe(snapshot_step=2)
+    first = build(tmp_path / "run", callbacks=[first_probe])
     first.train()
     checkpoint = tmp_path / "run" / "checkpoint-2"
     names = {path.name for path in checkpoint.iterdir()}
@@ -259,13 +262,19 @@ def test_checkpoints_hold_no_pickle_and_resume_without_unpickling(build, tmp_pat
     # Resume from step 2 with every unpickler disabled: the same weights as the uninterrupted run.
     refuse_unpickling(monkeypatch.setattr)
     (tmp_path / "run" / "checkpoint-4").rename(tmp_path / "run" / "uninterrupted-4")
-    resumed = build(tmp_path / "run")
+    probe = ResumeProbe()
+    resumed = build(tmp_path / "run", callbacks=[probe])
     resumed.train(resume_from_checkpoint=True)
     assert resumed.state.global_step == 4
+    assert probe.executed_steps == [3, 4]  # only the steps after the checkpoint
+    # It starts from the optimizer moments the first run had after step 2 (held in memory, not read from a file).
+    assert probe.moments_at_start.keys() == first_probe.moments_at_snapshot.keys() != set()
+    for name, moment in first_probe.moments_at_snapshot.items():
+        assert torch.equal(probe.moments_at_start[name], moment), name
     expected = load_file(str(tmp_path / "run" / "uninterrupted-4" / "model.safetensors"))
     actual = load_file(str(tmp_path / "run" / "checkpoint-4" / "model.safetensors"))
     assert expected.keys() == actual.keys()
-    for name in expected:  # the same data order, RNG, optimizer moments and LR: bit for bit
+    for name in expected:  # the same data order, RNG (dropout masks), optimizer moments and LR: bit for bit
         assert torch.equal(actual[name], expected[name]), name
     assert resumed.optimizer.state_dict()["state"][0]["step"].item() == 4
     assert resumed.lr_scheduler.state_dict() == first.lr_scheduler.state_dict()
@@ -296,29 +305,38 @@ def test_an_unstorable_scheduler_is_refused_before_training(build, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
 def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tmp_path):
     def torchrun(*extra):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        command = ["torchrun", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-                   "-m", "tests.scripts.resume_train", str(tmp_path), *extra]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                   "127.0.0.1", "--master_port", str(port), "-m", "tests.scripts.resume_train", str(tmp_path / "run"),
+                   "--probe-dir", str(tmp_path / "probes"), *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
 
     torchrun()
-    names = {path.name for path in (tmp_path / "checkpoint-2").iterdir()}
+    run = tmp_path / "run"
+    names = {path.name for path in (run / "checkpoint-2").iterdir()}
     assert {"rng_state_0.json", "rng_state_0.safetensors", "rng_state_1.json", "rng_state_1.safetensors"} <= names
     assert not [name for name in names if Path(name).suffix in PICKLE_SUFFIXES]
-    (tmp_path / "checkpoint-4").rename(tmp_path / "uninterrupted-4")
+    (run / "checkpoint-4").rename(run / "uninterrupted-4")
     torchrun("--resume")  # with torch.load and pickle refused in both processes
-    expected = load_file(str(tmp_path / "uninterrupted-4" / "model.safetensors"))
-    actual = load_file(str(tmp_path / "checkpoint-4" / "model.safetensors"))
+    expected = load_file(str(run / "uninterrupted-4" / "model.safetensors"))
+    actual = load_file(str(run / "checkpoint-4" / "model.safetensors"))
     assert expected.keys() == actual.keys()
-    for name in expected:
+    for name in expected:  # dropout masks from each process's own restored RNG
         assert torch.equal(actual[name], expected[name]), name
+    probes = tmp_path / "probes"
+    for rank in (0, 1):
+        assert json.loads((probes / f"probe-resumed-{rank}.json").read_text())["executed_steps"] == [3, 4]
+        saved = load_file(str(probes / f"probe-fresh-{rank}-snapshot.safetensors"))  # after step 2, in memory
+        started = load_file(str(probes / f"probe-resumed-{rank}-start.safetensors"))
+        assert saved.keys() == started.keys() != set()
+        for name in saved:
+            assert torch.equal(started[name], saved[name]), (rank, name)
 
 
 def test_weight_sizes_and_hashes_count_the_model_not_the_checkpoint_state(build, tmp_path):

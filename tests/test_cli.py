@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -42,9 +43,10 @@ def test_top_level_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for name in ("quickstart", "generate", "cache-logits", "train", "benchmark", "card", "push", "space"):
+    names = {"quickstart", "generate", "cache-logits", "init-student", "train", "benchmark", "card", "push", "space"}
+    for name in names:
         assert name in out
-    assert set(COMMANDS) == {"quickstart", "generate", "cache-logits", "train", "benchmark", "card", "push", "space"}
+    assert set(COMMANDS) == names
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -349,3 +351,152 @@ def test_train_with_push_to_hub_pushes_once_with_the_benchmark(assets, hub_serve
     assert calls == {"train": 1, "save_model": 1, "build_model_card": 1}
     pushed = hub_server.files("tester/cli-trained")["README.md"].content
     assert (tmp_path / "out" / "README.md").read_bytes() == pushed
+
+
+# -- the newcomer's path: errors in flag words, short usage errors, shared recipes, quick looks -----------------------
+
+
+def _closed_endpoint(monkeypatch) -> str:
+    """Point huggingface_hub at a local port nothing listens on (connections refused) and leave offline mode."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return endpoint
+
+
+def test_a_bad_choice_is_one_line_without_the_usage_block(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--divergence", "kl"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines() == [
+        "hf-distill train: error: argument --divergence: invalid choice: 'kl' (choose from 'forward_kl', "
+        "'reverse_kl', 'jsd', 'skew_forward_kl', 'skew_reverse_kl', 'tvd')",
+        "(`hf-distill train --help` lists every option)",
+    ]
+
+
+def test_train_help_opens_on_the_distillation_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    first_screen = "\n".join(lines[:50])
+    assert lines[0].startswith("usage: hf-distill train [--config RECIPE.yaml]") and len(lines[0]) < 120
+    for flag in ("--teacher_model_name_or_path", "--divergence", "--alpha", "--temperature"):
+        assert flag in first_screen
+    assert "--per_device_train_batch_size" not in first_screen and "--lora_r" not in first_screen
+    titles = [line for line in lines if line and not line.startswith(" ") and line.endswith(":")]
+    assert titles[:4] == [
+        "DistillationConfig: what this library adds:", "TrainScriptArguments:", "ModelConfig:",
+        "SFTConfig: TRL and transformers training options:",
+    ]
+
+
+def test_suggestions_rank_the_options_a_word_starts(tmp_path, capsys):
+    from trl import ModelConfig
+
+    from hf_distill import DistillationConfig
+    from hf_distill.cli import TrainScriptArguments
+    from hf_distill.cli.parser import closest_options
+
+    types = (TrainScriptArguments, DistillationConfig, ModelConfig)
+    options = {f.name for cls in types for f in dataclasses.fields(cls)}
+    assert set(closest_options("teacher", options)) == {"teacher_model_name_or_path", "teacher_model_init_kwargs"}
+    assert closest_options("learnig_rate", options)[0] == "learning_rate"
+    assert closest_options("divergenc", options)[0] == "divergence"
+    code, _, err = _run(["train", "--config", _recipe(tmp_path, {"teacher_model": "t", "output_dir": "o"})], capsys)
+    assert code == 1
+    assert "'teacher_model' (did you mean 'teacher_model_init_kwargs' or 'teacher_model_name_or_path'?)" in err
+
+
+def test_train_names_the_flag_of_bad_json(capsys, tmp_path):
+    code, _, err = _run(["train", "--teacher_model_init_kwargs", "{bad", "--output_dir", str(tmp_path)], capsys)
+    assert code == 1
+    assert "(--teacher_model_init_kwargs) is not valid JSON (Expecting property name enclosed in double quotes" in err
+
+
+def test_library_errors_name_the_flags_the_user_typed(trained, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    code, _, err = _run(["push", "--folder", str(trained), "--repo_id", "tester/x"], capsys)
+    assert code == 1 and "pass `--token`" in err and "token=" not in err
+    code, _, err = _run(["push", "--folder", str(trained), "--repo_id", "tester/x", "--mode", "merged"], capsys)
+    assert code == 1
+    assert "--mode merged needs a PEFT adapter" in err and "use --mode full for a full student" in err
+    assert "mode=" not in err and "push_student" not in err
+
+
+def test_unreachable_hub_fails_at_once_with_the_fix(monkeypatch, capsys, tmp_path):
+    import time
+
+    endpoint = _closed_endpoint(monkeypatch)
+    start = time.perf_counter()
+    code, _, err = _run(["train", "--model_name_or_path", "org/student", "--dataset_name", "org/data",
+                         "--output_dir", str(tmp_path)], capsys)
+    assert code == 1 and time.perf_counter() - start < 10  # no retries with back-off
+    assert f"Cannot reach the Hugging Face Hub at {endpoint}" in err
+    assert "--model_name_or_path org/student, --dataset_name org/data" in err
+    assert "pass a local folder instead of the Hub id, or set HF_HUB_OFFLINE=1" in err
+
+
+def test_push_to_an_unreachable_endpoint_says_the_fix(trained, monkeypatch, capsys):
+    endpoint = _closed_endpoint(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    code, _, err = _run(["push", "--folder", str(trained), "--repo_id", "tester/x"], capsys)
+    assert code == 1 and f"Cannot reach the Hugging Face Hub at {endpoint}" in err
+    assert "Check the network" in err and "HF_HUB_OFFLINE=1" in err
+
+
+def test_card_says_it_replaced_its_own_card(trained, capsys):
+    code, out, _ = _run(["card", "--folder", str(trained)], capsys)
+    assert code == 0 and "(replaced the previous hf-distill card there)" in out
+
+
+def test_one_recipe_drives_cache_logits_generate_and_train():
+    """Recipes (c) and (d) parse into the CLI commands their docs pair them with; each command takes its own keys."""
+    from trl import ModelConfig
+
+    from hf_distill import DistillationConfig
+    from hf_distill.cli import CacheLogitsArguments, GenerateArguments, TrainScriptArguments, parse_recipe
+
+    configs = Path(__file__).resolve().parents[1] / "examples" / "configs"
+    cached = str(configs / "qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml")
+    (cache,) = parse_recipe((CacheLogitsArguments,), ["--config", cached])
+    script, config, _ = parse_recipe((TrainScriptArguments, DistillationConfig, ModelConfig), ["--config", cached])
+    assert cache.teacher == "Qwen/Qwen2.5-32B-Instruct" and cache.batch_size == 4
+    assert cache.logits_dir == script.logits_dir == "qwen2.5-32b-capybara-top64"
+    assert cache.teacher_model_init_kwargs == config.teacher_model_init_kwargs == {"device_map": "auto",
+                                                                                   "dtype": "bfloat16"}
+    sequence = str(configs / "smollm2-360m_from_qwen2.5-7b-sequence.yaml")
+    (generate,) = parse_recipe((GenerateArguments,), ["--config", sequence])
+    assert generate.generations_dir == "qwen2.5-7b-capybara-completions" and generate.batch_size == 16
+
+
+def test_quick_look_rows_provenance_by_file_and_no_cache_files_in_the_input(assets, capsys, tmp_path):
+    import hashlib
+
+    code, out, err = _run(["generate", "--teacher", assets["teacher"], "--dataset_name", assets["data"],
+                           "--generations_dir", str(tmp_path / "gen"), "--max_new_tokens", "2", "--max_rows", "3"],
+                          capsys)
+    assert code == 0, err
+    assert len(load_from_disk(str(tmp_path / "gen"))) == 3
+    code, out, err = _run(["cache-logits", "--teacher", assets["teacher"], "--dataset_name", assets["data"],
+                           "--logits_dir", str(tmp_path / "logits"), "--top_k", "4", "--max_rows", "5"], capsys)
+    assert code == 0 and len(load_from_disk(str(tmp_path / "logits"))) == 5
+    data_file = tmp_path / "rows.jsonl"
+    tiny.prompt_completion_dataset(8, seed=4).to_json(str(data_file))
+    code, _, err = _run(["train", "--model_name_or_path", assets["student"], "--teacher_model_name_or_path",
+                         assets["teacher"], "--dataset_name", str(data_file), "--output_dir", str(tmp_path / "s"),
+                         "--max_steps", "1", "--report_to", "none", "--save_strategy", "no", "--use_cpu", "true"],
+                        capsys)
+    assert code == 0, err
+    (record,) = json.loads((tmp_path / "s" / "distillation_provenance.json").read_text())["datasets"]
+    assert (record["name"], record["kind"]) == ("rows.jsonl", "local")
+    assert record["content_sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert "`rows.jsonl` (local" in (tmp_path / "s" / "README.md").read_text()
+    assert not list(Path(assets["data"]).rglob("cache-*.arrow"))  # maps of a folder dataset write elsewhere

@@ -9,13 +9,16 @@ id is in the doc, every id in the doc is a case.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -29,6 +32,7 @@ from hf_distill.benchmark import benchmark
 from hf_distill.benchmark.errors import BenchmarkInputError
 from hf_distill.cli import main
 from hf_distill.cli.commands import CliUsageError
+from hf_distill.cli.hub_access import HubUnreachableError
 from hf_distill.cli.parser import RecipeError
 from hf_distill.data import (
     CachedDatasetError,
@@ -46,6 +50,7 @@ from hf_distill.data import (
 )
 from hf_distill.formats.cache import TOPK_COLUMN
 from hf_distill.formats.checks import TrainingDataError
+from hf_distill.gguf import GgufFileError
 from hf_distill.hub import (
     DatasetPushError,
     HubAuthError,
@@ -57,14 +62,21 @@ from hf_distill.hub import (
 from hf_distill.losses import distillation_loss
 from hf_distill.losses.sparse import SparseTeacherError
 from hf_distill.nonfinite import NonFiniteTeacherError
+from hf_distill.offline.shards import RowLimitError
 from hf_distill.privacy import PrivateDataError
 from hf_distill.publish.licenses import LicenseConflictError
 from hf_distill.publish.provenance import Provenance, ProvenanceError
 from hf_distill.publish.space import SpaceConfigError, create_space
+from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
-from hf_distill.training.config import DistillationConfigError
+from hf_distill.students import StudentInitError, init_student
+from hf_distill.teachers import ServedTeacher
+from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
+from hf_distill.training.config import ConfigFieldPassedToTrainerError, DistillationConfigError
 from hf_distill.training.preflight import ModelSetupError
+from hf_distill.vocabulary import VocabularyMismatchError
 from tests import tiny
+from tests.served_teacher_server import TeacherServer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 ID_PATTERN = re.compile(r"\bE-[A-Z]+(?:-[A-Z0-9]+)+\b")
@@ -89,6 +101,11 @@ class Env:
     @property
     def hub(self):
         return self._request.getfixturevalue("hub_server")
+
+    @property
+    def served_url(self) -> str:
+        """The URL of a local vLLM/SGLang-speaking teacher server (vLLM's default `--max-logprobs` 20)."""
+        return self._request.getfixturevalue("served_teacher_server").url
 
     def student(self, **kwargs):
         return self.models("llama", hidden=16, layers=1, **kwargs)
@@ -136,6 +153,13 @@ class Assets:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, tokenizer, model_factory):
     return Assets(tmp_path_factory.mktemp("errors"), tokenizer, model_factory)
+
+
+@pytest.fixture(scope="module")
+def served_teacher_server(assets):
+    server = TeacherServer(assets.models.save(assets.root / "served", "llama", hidden=32, seed=2))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -196,6 +220,12 @@ def _shared_lm_head(env):
     return env.trainer(model=student, teacher_model=teacher)
 
 
+def _teacher_with_foreign_eos(env):
+    teacher = env.models("llama", hidden=32)
+    teacher.config.eos_token_id = 100  # an ordinary token of the student's tokenizer
+    return env.trainer(teacher_model=teacher)
+
+
 def _empty_completion_rows(env, empty_rows):
     data = tiny.prompt_completion_dataset(4).to_dict()
     for row in empty_rows:
@@ -242,6 +272,38 @@ def _cli(env, *argv):
     return main([*argv, "--debug"])
 
 
+def _quickstart_without(env, module: str):
+    """`hf-distill quickstart` where `module` cannot be imported (a `--no-deps` install, a removed package)."""
+    real_find_spec = importlib.util.find_spec
+    with mock.patch("importlib.util.find_spec", lambda name, *a: None if name == module else real_find_spec(name, *a)):
+        return _cli(env, "quickstart", "--preset", "smoke", "--output_dir", str(env.tmp_path / "qs"),
+                    "--cache_dir", str(env.tmp_path))
+
+
+def _with_closed_endpoint(call):
+    """`call()` with the Hub endpoint on a local port nothing listens on, and offline mode off."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connections are refused
+    saved = constants.ENDPOINT, constants.HF_HUB_OFFLINE
+    constants.ENDPOINT, constants.HF_HUB_OFFLINE = f"http://127.0.0.1:{port}", False
+    try:
+        return call()
+    finally:
+        constants.ENDPOINT, constants.HF_HUB_OFFLINE = saved
+
+
+def _card_over_own_readme(env):
+    folder = env.tmp_path / "student"
+    shutil.copytree(env.assets.student_folder, folder)
+    (folder / "README.md").write_text("# my own notes\n")
+    return _cli(env, "card", "--folder", str(folder))
+
+
 def _recipe(env, content: dict):
     path = env.tmp_path / "recipe.yaml"
     path.write_text(json.dumps(content))  # JSON is YAML
@@ -263,6 +325,16 @@ CASES = [
          "`temperature` (--temperature) is 0; it must be > 0"),
     Case("E-CONFIG-CHUNK", lambda env: _args(env, kd_chunk_size=0), DistillationConfigError,
          "`kd_chunk_size` (--kd_chunk_size) is 0"),
+    Case("E-CONFIG-TEACHER-KWARGS-JSON", lambda env: _args(env, teacher_model_init_kwargs="{bad"),
+         DistillationConfigError, "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) is not valid JSON"),
+    Case("E-TRAINER-CONFIG-FIELD",
+         lambda env: env.before_loading(teacher_model_init_kwargs={"dtype": "float32"}),
+         ConfigFieldPassedToTrainerError,
+         "'teacher_model_init_kwargs' is a field of DistillationConfig, not an argument of DistillationTrainer: pass "
+         "`args=DistillationConfig(..., teacher_model_init_kwargs=...)`"),
+    Case("E-DATA-MAX-ROWS", lambda env: generate_completions(_NOWHERE, tiny.prompt_completion_dataset(2),
+                                                             output_dir=env.tmp_path / "g", max_rows=0),
+         RowLimitError, "`max_rows` (--max_rows) is 0; pass a positive number of rows"),
     Case("E-CONFIG-TEACHER-KWARGS", lambda env: _args(env, teacher_model_init_kwargs=5), DistillationConfigError,
          "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict"),
     Case("E-CONFIG-ARGS-TYPE",
@@ -312,6 +384,15 @@ CASES = [
          lambda env: env.trainer(teacher_model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=32),
                                  teacher_processing_class=env.other_tokenizer),
          ValueError, "does not match the student's"),
+    Case("E-TEACHER-VOCAB-UNKNOWN",
+         lambda env: env.trainer(teacher_model=env.models("llama", hidden=32, vocab_size=len(env.tokenizer) + 8)),
+         VocabularyMismatchError, "The teacher's tokenizer could not be found, and what can be checked does not match "
+         "the student's: the teacher has 392 embedding rows"),
+    Case("E-TEACHER-VOCAB-SPECIAL-IDS", _teacher_with_foreign_eos, VocabularyMismatchError,
+         "special-token ids [100] that are no special tokens of the student's tokenizer"),
+    Case("E-TEACHER-VOCAB-STUDENT-ROWS",
+         lambda env: env.trainer(model=env.student(vocab_size=300)), VocabularyMismatchError,
+         "The student's vocabulary (300 embedding rows) is smaller than the tokenizer the data is read with"),
     Case("E-TEACHER-PEFT-TRAINABLE",
          lambda env: env.trainer(teacher_model=get_peft_model(env.student(), LoraConfig(target_modules=["q_proj"]))),
          ValueError, "The teacher is a PEFT model with trainable adapters"),
@@ -326,6 +407,10 @@ CASES = [
     Case("E-TEACHER-FP16-OVERFLOW",
          lambda env: _one_step_loss(env.trainer(teacher_model=_overflowing_fp16_teacher(env))),
          NonFiniteTeacherError, "The teacher runs in float16, whose range ends at 65,504"),
+    Case("E-TEACHER-GGUF-FILE",
+         lambda env: env.trainer(model=_NOWHERE, teacher_model=str(env.tmp_path),
+                                 args=_args(env, teacher_model_init_kwargs={"gguf_file": "teacher.Q4_K_M.gguf"})),
+         GgufFileError, "`gguf_file` 'teacher.Q4_K_M.gguf' is not in"),
     Case("E-TEACHER-PEFT-TARGETS",
          lambda env: env.trainer(teacher_model=env.models("gpt2", hidden=32),
                                  peft_config=LoraConfig(target_modules=["c_attn"])),
@@ -387,10 +472,32 @@ CASES = [
     Case("E-CACHE-CORRUPT", _corrupt_finished_cache, CorruptShardError,
          "data-00000-of-00001.arrow does not match its sha256 recorded at write time"),
     Case("E-CACHE-NOT-A-BLOB", lambda env: decode_topk(b"not a blob at all"), CodecError, "bad magic bytes"),
+    # Served teachers (vLLM / SGLang over HTTP).
+    Case("E-SERVED-SETTINGS", lambda env: ServedTeacher("http://127.0.0.1:9", kind="tgi"), ServedTeacherError,
+         "`kind` is 'tgi'; choose one of vllm, sglang"),
+    Case("E-SERVED-API-KEY", lambda env: ServedTeacher("http://127.0.0.1:9", api_key_env="HF_DISTILL_UNSET_KEY"),
+         ServedTeacherError, "`api_key_env` is 'HF_DISTILL_UNSET_KEY', but that environment variable is unset"),
+    Case("E-SERVED-UNREACHABLE",
+         lambda env: env.trainer(teacher_model=ServedTeacher("http://127.0.0.1:9", max_retries=0)),
+         ServedTeacherUnavailable,
+         "The teacher server at http://127.0.0.1:9 did not answer GET /v1/models after 1 tries; last: connection"),
+    Case("E-SERVED-TOP-K-CAP", lambda env: env.trainer(teacher_model=ServedTeacher(env.served_url, top_k=21)),
+         ServedTeacherError, "returns at most 20 log-probs per position (its `--max-logprobs`)"),
+    Case("E-SERVED-TOKENIZER",
+         lambda env: env.trainer(model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=16, layers=1),
+                                 teacher_model=ServedTeacher(env.served_url, top_k=4),
+                                 processing_class=env.other_tokenizer),
+         ServedTeacherError, "they are different tokenizers, and logit distillation needs a shared one"),
+    Case("E-SERVED-PADDING-FREE",
+         lambda env: env.trainer(teacher_model=ServedTeacher(env.served_url, top_k=4),
+                                 args=_args(env, padding_free=True, max_length=None)),
+         ServedTeacherError, "`padding_free` (--padding_free) is True, but a served teacher scores each row"),
     # Licences (the push pre-flight: nothing reaches the Hub).
     Case("E-LICENSE-CONFLICT",
          lambda env: _push(env, teacher_license="gemma", student_license="apache-2.0"),
          LicenseConflictError, "Licence conflict: pushing 'tester/student' as configured is not allowed"),
+    Case("E-LICENSE-NAME-PREFIX", lambda env: _push(env, teacher_license="llama3.1"),
+         LicenseConflictError, "The student's name 'student' must start with 'Llama' (e.g. Llama-student)"),
     # Push.
     Case("E-PUSH-REPO-ID", lambda env: validate_repo_id("no-namespace"), PushError,
          "`repo_id` is 'no-namespace': it must be `namespace/name`"),
@@ -417,6 +524,9 @@ CASES = [
                                                 space_id="demo"),
          SpaceConfigError, "`space_id` is 'demo': it must be `namespace/name`"),
     # CLI (with --debug the exception itself; without, one line on stderr and exit status 1).
+    Case("E-CLI-QUICKSTART-PACKAGE", lambda env: _quickstart_without(env, "matplotlib"), QuickstartError,
+         "the quickstart needs the package `matplotlib`, which is not installed: run `python -m pip install "
+         "matplotlib`"),
     Case("E-CLI-MISSING-OPTION", lambda env: _cli(env, "generate"), CliUsageError,
          "`hf-distill generate` needs --teacher, --dataset_name, --output_dir"),
     Case("E-CLI-JSON",
@@ -430,12 +540,27 @@ CASES = [
     Case("E-CLI-CONFIG-VALUE", lambda env: _cli(env, "train", "--alpha", "2", "--output_dir", "o"),
          DistillationConfigError, "`alpha` (--alpha) is 2.0; it must be in [0, 1]"),
     Case("E-CLI-UNKNOWN-COMMAND", lambda env: main(["no-such-command"]), SystemExit, "2"),
+    Case("E-CLI-UNKNOWN-OPTION", lambda env: _cli(env, "train", "--learnig_rate", "1e-4"), RecipeError,
+         "`hf-distill train` has no option '--learnig_rate' (did you mean --learning_rate?)"),
+    Case("E-CLI-HUB-UNREACHABLE", lambda env: _with_closed_endpoint(
+        lambda: _cli(env, "train", "--model_name_or_path", "org/student", "--dataset_name", "org/data",
+                     "--output_dir", str(env.tmp_path / "o"))),
+         HubUnreachableError, "or set HF_HUB_OFFLINE=1 to use models and datasets already in the local cache"),
+    Case("E-CLI-CARD-EXISTS", lambda env: _card_over_own_readme(env), CliUsageError,
+         "README.md exists and was not written by hf-distill: pass --overwrite to replace it"),
     # Benchmark.
     Case("E-BENCH-NO-DATASET", lambda env: benchmark(_NOWHERE, dataset=None, tokenizer=env.tokenizer),
          BenchmarkInputError, "`dataset` is None: the benchmark needs held-out examples"),
     Case("E-BENCH-TEXT-DATASET",
          lambda env: benchmark(_NOWHERE, dataset=tiny.text_dataset(2), tokenizer=env.tokenizer),
          BenchmarkInputError, "(a `text` dataset has no reference completions to score)"),
+    # init_student: before the teacher's weights load.
+    Case("E-INIT-NUM-LAYERS", lambda env: init_student(env.models("llama", layers=4), num_layers=0),
+         StudentInitError, "`num_layers` (--num_layers) is 0, but the teacher has 4 layers: choose a whole number"),
+    Case("E-INIT-STRATEGY", lambda env: init_student(env.models("llama", layers=4), strategy="random"),
+         StudentInitError, "`strategy` (--strategy) is 'random'; choose one of every_other, uniform, first, last."),
+    Case("E-INIT-EVERY-OTHER", lambda env: init_student(env.models("llama", layers=4), num_layers=3),
+         StudentInitError, "`strategy='every_other'` keeps layers 0, 2, 4, ... of the teacher's 4: that is 2 layers"),
 ]
 
 

@@ -38,11 +38,6 @@ def _script_of(recipe: Path):
     return _load(owners[0])
 
 
-def _cpu_overrides(module) -> list[str]:
-    # TRL's SFTConfig turns bf16 on by default, which only a bf16 GPU accepts (DistillationConfig follows hardware).
-    return ["--bf16", "false"] if module.__name__ == "sequence_level" else []
-
-
 # -- recipes, headers, configs ---------------------------------------------------------------------------------------
 
 
@@ -54,7 +49,7 @@ def test_there_is_a_recipe_for_each_example_task():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.name)
 def test_every_recipe_parses_into_its_script_dataclasses(recipe):
     module = _script_of(recipe)
-    parsed = parse_recipe(module.DATACLASS_TYPES, ["--config", str(recipe), *_cpu_overrides(module)])
+    parsed = parse_recipe(module.DATACLASS_TYPES, ["--config", str(recipe)])  # on a CPU too: bf16 follows hardware
     assert [type(p) for p in parsed] == list(module.DATACLASS_TYPES)
     keys = yaml.safe_load(recipe.read_text())
     values = {name: getattr(p, name) for p in parsed for name in vars(p)}
@@ -70,6 +65,18 @@ def test_every_recipe_states_hardware_memory_and_time(recipe):
     for label in ("# Hardware:", "# Memory:", "# Time:"):
         assert label in header, f"{recipe.name} lacks {label}"
     assert "ESTIMATE" in header  # numbers not measured here say so
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_options_are_hf_distill_command_options(script):
+    """One set of names: every option of an example script is an option of some `hf-distill` command, so a recipe
+    drives the script and the CLI alike."""
+    from dataclasses import fields
+
+    from hf_distill.cli.parser import pipeline_options
+
+    own = {f.name for f in fields(_load(script).DATACLASS_TYPES[0])}
+    assert own - pipeline_options() == set()
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -167,7 +174,8 @@ def test_logit_distillation_recipes_run(recipe, tiny_assets, tmp_path):
 def test_offline_logits_recipe_caches_then_trains_without_teacher(tiny_assets, tmp_path):
     module = _load("offline_logits")
     recipe = "qwen2.5-1.5b_from_qwen2.5-32b-cached.yaml"
-    common = dict(teacher=tiny_assets["teacher"], logits_dir=str(tmp_path / "logits"), top_k="8")
+    common = dict(teacher=tiny_assets["teacher"], tokenizer=tiny_assets["student"],
+                  logits_dir=str(tmp_path / "logits"), top_k="8")
     cached = module.main(["cache", *_smoke_args(recipe, tiny_assets, tmp_path / "student", **common)])
     assert len(cached) == 8 and len(load_from_disk(str(tmp_path / "logits"))) == 8
     trainer = module.main(["train", *_smoke_args(recipe, tiny_assets, tmp_path / "student", **common)])
@@ -190,9 +198,8 @@ def test_sequence_level_recipe_runs_across_tokenizers(tiny_assets, tmp_path, tok
                 teacher=tiny_assets["other_teacher"],
                 generations_dir=str(tmp_path / "gen"),
                 max_new_tokens="6",
-                generation_batch_size="4",
+                batch_size="4",
             ),
-            *_cpu_overrides(module),
         ]
     )
     generated = load_from_disk(str(tmp_path / "gen"))

@@ -1,5 +1,6 @@
 """Faults: a training run killed with SIGKILL resumes to the same student as an uninterrupted run."""
 
+import json
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ def _weights(output_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_student(tmp_path):
-    _train(tmp_path / "clean")
+    _train(tmp_path / "clean", "--probe-dir", str(tmp_path / "clean-probe"))
     process = _train(tmp_path / "killed", "--step-delay", "0.3", wait=False)
     first = tmp_path / "killed" / "checkpoint-4"
     deadline = time.time() + 300
@@ -52,11 +53,21 @@ def test_sigkill_then_resume_gives_the_uninterrupted_student(tmp_path):
     (partial / "model.safetensors").write_bytes(b"truncated")
     assert last_complete_checkpoint(tmp_path / "killed") != str(partial)
 
-    _train(tmp_path / "killed", "--resume")
+    assert last_complete_checkpoint(tmp_path / "killed") == str(first)  # killed before the next save (step 8)
+
+    _train(tmp_path / "killed", "--resume", "--probe-dir", str(tmp_path / "resumed-probe"))
     clean, resumed = _weights(tmp_path / "clean"), _weights(tmp_path / "killed")
     assert clean.keys() == resumed.keys()
-    for name in clean:
+    for name in clean:  # the student has dropout: equal only if the RNG state was restored too
         torch.testing.assert_close(resumed[name], clean[name], rtol=0, atol=RESUME_TOLERANCE, msg=name)
+    # The resumed process ran steps 5-12 only, from the moments the uninterrupted run had after step 4.
+    executed = json.loads((tmp_path / "resumed-probe" / "probe-resumed-0.json").read_text())["executed_steps"]
+    assert executed == list(range(5, 13))
+    saved = load_file(str(tmp_path / "clean-probe" / "probe-fresh-0-snapshot.safetensors"))
+    started = load_file(str(tmp_path / "resumed-probe" / "probe-resumed-0-start.safetensors"))
+    assert saved.keys() == started.keys() != set()
+    for name in saved:
+        torch.testing.assert_close(started[name], saved[name], rtol=0, atol=RESUME_TOLERANCE, msg=name)
 
 
 def test_last_complete_checkpoint_skips_unfinished_saves(tmp_path):

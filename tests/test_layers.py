@@ -21,8 +21,8 @@ PACKAGE = ROOT / "hf_distill"
 #: Bottom to top. A module belongs to the layer of its longest listed prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("hf_distill._version", "hf_distill._lazy", "hf_distill._aliases", "hf_distill.errors",
-              "hf_distill.templates")),
-    ("modeling helpers", ("hf_distill.heads", "hf_distill.safe_loading", "hf_distill.nonfinite",
+              "hf_distill.templates", "hf_distill.quiet")),
+    ("modeling helpers", ("hf_distill.heads", "hf_distill.safe_loading", "hf_distill.nonfinite", "hf_distill.gguf",
                           "hf_distill.privacy", "hf_distill.fingerprints", "hf_distill.vocabulary")),
     ("losses", ("hf_distill.losses",)),
     ("formats", ("hf_distill.formats",)),
@@ -30,14 +30,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("offline", ("hf_distill.offline",)),
     ("benchmark", ("hf_distill.benchmark",)),
     ("publish", ("hf_distill.publish",)),
+    ("students", ("hf_distill.students",)),
     ("training", ("hf_distill.training",)),
     ("quickstart", ("hf_distill.quickstart",)),
     ("cli", ("hf_distill.cli",)),
     # Public names under their historical paths; nothing inside the package imports these.
     ("public facades", ("hf_distill", "hf_distill.hub", "hf_distill.data")),
 ]
-#: Only the command line defers its imports into functions: `hf-distill --help` must not load torch.
-DEFERRED_IMPORTS_ALLOWED = ("hf_distill.cli",)
+#: Where a package import may wait inside a function, and why: never to dodge a cycle (the cycle check counts them).
+DEFERRED_IMPORTS_ALLOWED = (
+    "hf_distill.cli",  # `hf-distill --help` must not load torch
+    "hf_distill.quickstart.pipeline",  # checks the packages the stages need are installed before importing them
+)
 
 
 def _module_name(path: Path) -> str:
@@ -166,9 +170,12 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_every_module_is_in_a_layer_and_imports_only_its_layer_or_lower_ones():
-    upward = []
-    for module, imports in _import_graph().items():
+    upward, graph = [], _import_graph()
+    for module, imports in graph.items():
         for target, line, _ in imports:
+            if target not in graph and not target.startswith("hf_distill._aliases"):
+                upward.append(f"{module}:{line} imports {target}, which does not exist (an old path?)")
+                continue
             if _layer_of(target) > _layer_of(module):
                 upward.append(f"{module}:{line} imports {target} ({LAYERS[_layer_of(module)][0]} -> "
                               f"{LAYERS[_layer_of(target)][0]})")
@@ -256,11 +263,11 @@ def test_the_contributing_diagram_names_every_package_and_module():
     assert not missing, f"CONTRIBUTING.md's layer diagram misses {missing}"
 
 
-def test_examples_and_benchmarks_import_only_public_names():
+def test_examples_import_only_public_names():
     import importlib
 
     private = []
-    for path in sorted([*(ROOT / "examples").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+    for path in sorted((ROOT / "examples").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hf_distill"):
                 module = importlib.import_module(node.module)  # a package's __all__ is public, a module's is not

@@ -4,7 +4,6 @@ logged losses and the final weights agree to float32 rounding."""
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -39,13 +38,14 @@ def _run(command: list[str], output_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
 def test_two_processes_equal_one_process_with_doubled_batch(tmp_path):
     script = ["-m", "tests.scripts.multiprocess_train", "--max-steps", "4"]
     one = _run([sys.executable, *script, "--per-device-batch-size", "4"], tmp_path / "one")
     two = _run(
         [
-            "torchrun",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
             "--nproc_per_node",
             "2",
             "--master_addr",

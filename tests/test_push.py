@@ -67,31 +67,31 @@ def test_push_round_trip_from_hub_teacher(hub_server, model_factory, tokenizer, 
     trainer.train()
     hub_server.state.requests.clear()
     with caplog.at_level(logging.DEBUG):
-        result = trainer.push_to_hub("tester/tiny-distilled", dataset_licenses="cc-by-4.0")
+        result = trainer.push_to_hub("tester/Llama-tiny-distilled", dataset_licenses="cc-by-4.0")
 
-    # Licence: Llama 3.1 outputs -> "Built with Llama", licence copy, NOTICE, and a warning about the name.
+    # Licence: Llama 3.1 outputs -> "Built with Llama", licence copy, NOTICE; the name starts with "Llama" (§1.b.i).
     assert result.verdict.status == "warn" and result.verdict.student_license == "llama3.1"
-    assert any("must start with 'Llama'" in r.text for r in result.verdict.reasons)
+    assert not any("must start with" in r.text for r in result.verdict.reasons)
     # One commit on top of the repo's initial one, holding every file; the weights went through git-LFS.
-    commits = hub_server.commits("tester/tiny-distilled")
+    commits = hub_server.commits("tester/Llama-tiny-distilled")
     assert len(commits) == 2 and commits[0].oid == result.commit_oid
-    stored = hub_server.files("tester/tiny-distilled")
+    stored = hub_server.files("tester/Llama-tiny-distilled")
     assert set(result.files) <= set(stored) and stored["model.safetensors"].lfs
     weights_sha = _sha256(tmp_path / "out" / "model.safetensors")
-    assert hub_server.calls("POST", r"^/tester/tiny-distilled\.git/info/lfs/objects/batch$")
+    assert hub_server.calls("POST", r"^/tester/Llama-tiny-distilled\.git/info/lfs/objects/batch$")
     assert hub_server.calls("PUT", f"^/lfs-upload/{weights_sha}$")
     assert hub_server.calls("POST", f"^/lfs-verify/{weights_sha}$")
     assert not {"training_args.bin", "optimizer.pt"} & set(stored)
 
     # Download: identical weights, card and metadata; the model loads with from_pretrained.
-    local = Path(snapshot_download("tester/tiny-distilled"))
+    local = Path(snapshot_download("tester/Llama-tiny-distilled"))
     assert _sha256(local / "model.safetensors") == weights_sha
     assert (local / "README.md").read_text() == str(result.card)
     card = ModelCard.load(local / "README.md")
     assert card.data.to_dict() == result.card.data.to_dict()
     assert card.data.teacher_model == {"id": "meta-llama/Llama-3.1-tiny", "revision": teacher_commit}
     assert card.data.license == "llama3.1" and "**Built with Llama**" in card.text
-    assert _state_dicts_equal(AutoModelForCausalLM.from_pretrained("tester/tiny-distilled"), trainer.model)
+    assert _state_dicts_equal(AutoModelForCausalLM.from_pretrained("tester/Llama-tiny-distilled"), trainer.model)
     provenance = json.loads((local / PROVENANCE_FILE).read_text())
     assert provenance["teacher"]["revision"] == teacher_commit and provenance["teacher"]["license"] == "llama3.1"
     assert provenance["weight_files"]["model.safetensors"] == weights_sha
@@ -209,7 +209,10 @@ def test_benchmark_report_is_pushed_with_plot_and_model_index(hub_server, folder
     result = push_student(folder, "tester/benchmarked", token=hub_server.token, report=report,
                           teacher_license="apache-2.0", dataset_licenses="cc0-1.0")
     assert {"benchmark/report.json", "benchmark/student_vs_teacher.png"} <= set(result.files)
+    # The Hub's .eval_results/ file for the Hub dataset travels in the same single commit.
+    assert ".eval_results/org_held-out.yaml" in result.files and len(hub_server.commits("tester/benchmarked")) == 2
     local = Path(snapshot_download("tester/benchmarked"))
+    assert "org/held-out" in (local / ".eval_results" / "org_held-out.yaml").read_text()
     assert BenchmarkReport.from_json(local / "benchmark" / "report.json").to_dict() == report.to_dict()
     card = ModelCard.load(local / "README.md")
     assert card.data.eval_results and "![Student versus teacher](benchmark/student_vs_teacher.png)" in card.text

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from hf_distill.hub import push_student
+from hf_distill.hub import PushPlan, plan_push, push_student
 from hf_distill.publish import Provenance
-from hf_distill.publish.student import PushPlan, plan_push
 from tests.test_card import _provenance
 
 

@@ -2,16 +2,31 @@
 (the same code path as `standard`, tiny sizes) checked through its output folder, the teacher cache and a push to
 the local Hub server."""
 
+import importlib.util
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import DatasetCard, ModelCard
+from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
 from hf_distill.benchmark import BenchmarkReport
 from hf_distill.benchmark.quality import TASK_METRICS
-from hf_distill.quickstart import PRESETS, QuickstartError, answer_is_valid, build_task_dataset, run_quickstart
+from hf_distill.publish.space.requirements import GRADIO_SDK_VERSION
+from hf_distill.quickstart import (
+    PRESETS,
+    QuickstartError,
+    QuickstartStageError,
+    answer_is_valid,
+    build_task_dataset,
+    run_quickstart,
+)
 from hf_distill.quickstart.models import train_tokenizer
 from hf_distill.quickstart.report import comparison_rows, format_table, verdict_lines
 from hf_distill.quickstart.scoring import TASK_ACCURACY, task_accuracy_metric
@@ -230,3 +245,179 @@ def test_push_without_a_token_is_skipped_with_a_note(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "resolve_token", lambda token=None: None)
     pushed, notes = stages.push(None, None, "tester/x", private=None, output_dir=tmp_path)
     assert pushed == {} and "no Hugging Face token" in notes[0]
+
+
+# -- a base install: no extras, packages checked first, a failing last stage, quiet stdout, the HF cache ------------
+
+
+def _hide_gradio(monkeypatch):
+    """As on a base install (`pip install .`): `import gradio` fails and its distribution is unknown."""
+    from importlib import metadata
+
+    from hf_distill.publish.space import requirements
+
+    real_version = metadata.version
+
+    def version(package):
+        if package == "gradio":
+            raise metadata.PackageNotFoundError(package)
+        return real_version(package)
+
+    monkeypatch.setitem(sys.modules, "gradio", None)
+    monkeypatch.setattr(requirements.metadata, "version", version)
+    _find_spec_misses(monkeypatch, "gradio")
+
+
+def _find_spec_misses(monkeypatch, missing: str):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real_find_spec(name, *a)
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_completes_and_writes_the_space_without_gradio(smoke_run, tmp_path, monkeypatch):
+    _, _, root = smoke_run
+    _hide_gradio(monkeypatch)
+    result = run_quickstart(tmp_path / "out", preset="smoke", cache_dir=root / "cache", echo=lambda line: None)
+    space = tmp_path / "out" / "space"
+    assert result.space_dir == space and (space / "app.py").is_file()
+    assert SpaceCard.load(space / "README.md").data.sdk_version == GRADIO_SDK_VERSION
+    assert f"gradio=={GRADIO_SDK_VERSION}" in (space / "requirements.txt").read_text().splitlines()
+    assert any("needs Gradio to run here" in note for note in result.notes)
+
+
+def test_the_space_pins_the_gradio_the_app_is_tested_with():
+    pytest.importorskip("gradio")  # the app tests (tests/test_space_app.py) run it under the installed Gradio
+    assert metadata.version("gradio") == GRADIO_SDK_VERSION
+
+
+def test_a_missing_package_is_refused_before_stage_1(tmp_path, monkeypatch):
+    _find_spec_misses(monkeypatch, "yaml")
+    lines = []
+    with pytest.raises(QuickstartError) as error:
+        run_quickstart(tmp_path / "out", preset="smoke", cache_dir=tmp_path / "cache", echo=lines.append)
+    assert "needs the package `yaml`, which is not installed: run `python -m pip install pyyaml`" in str(error.value)
+    assert lines == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_last_stage_still_prints_and_saves_the_table(smoke_run, tmp_path, monkeypatch):
+    from hf_distill.quickstart import stages
+
+    _, _, root = smoke_run
+
+    def card_and_space(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(stages, "card_and_space", card_and_space)
+    lines = []
+    with pytest.raises(QuickstartStageError, match=r"\[6/6\] Writing the model card.* failed: No space left") as error:
+        run_quickstart(tmp_path / "out", preset="smoke", cache_dir=root / "cache", echo=lines.append)
+    assert "quickstart_report.json" in str(error.value)
+    saved = json.loads((tmp_path / "out" / "quickstart_report.json").read_text())
+    report = BenchmarkReport.from_json(tmp_path / "out" / "student" / "benchmark" / "report.json")
+    assert saved["rows"] == comparison_rows(report, TASK_ACCURACY)
+    assert any("No space left on device" in note for note in saved["notes"])
+    assert format_table(saved["rows"]) in "\n".join(lines)  # printed, not only saved
+
+
+@pytest.mark.slow
+def test_stdout_holds_the_stages_and_table_without_logged_dicts(smoke_run, tmp_path, capfd):
+    from hf_distill.cli import main
+
+    _, _, root = smoke_run
+    capfd.readouterr()
+    assert main(["quickstart", "--preset", "smoke", "--output_dir", str(tmp_path / "out"),
+                 "--cache_dir", str(root / "cache")]) == 0
+    out = capfd.readouterr().out.splitlines()
+    assert [line for line in out if line.lstrip().startswith("{")] == []
+    assert out[0] == "[1/6] Building the task dataset ..." and any(line.startswith("model ") for line in out)
+    versions = next(line for line in out if line.startswith("Versions: "))
+    assert f"torch {metadata.version('torch')}" in versions and f"trl {metadata.version('trl')}" in versions
+    saved = json.loads((tmp_path / "out" / "quickstart_report.json").read_text())
+    assert saved["versions"]["transformers"] == metadata.version("transformers")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HF_HOME": "{tmp}/hf"}, "{tmp}/hf/hf_distill"),
+        ({"XDG_CACHE_HOME": "{tmp}/xdg"}, "{tmp}/xdg/huggingface/hf_distill"),
+        ({"HF_HOME": "{tmp}/hf", "HF_DISTILL_CACHE": "{tmp}/own"}, "{tmp}/own"),
+        ({}, "{home}/.cache/huggingface/hf_distill"),
+    ],
+)
+def test_teacher_cache_follows_the_hugging_face_cache_folder(tmp_path, monkeypatch, env, expected):
+    from hf_distill.quickstart.training import cache_root
+
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "HF_DISTILL_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    assert cache_root() == Path(expected.format(tmp=tmp_path, home=tmp_path / "home"))
+    assert cache_root(tmp_path / "given") == tmp_path / "given"
+
+
+# -- the README's first command on a fresh machine -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+_NOT_SOURCE = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".venv*", "hf-distill-quickstart")
+_TABLE_ROW = re.compile(r"^(teacher|distilled student|SFT student)\s{2,}(.*)$")
+
+
+def _table_and_versions(text: str) -> tuple[dict[str, list[str]], str | None]:
+    """The comparison table's rows (latency column left out: it measures the machine) and the `Versions:` line."""
+    rows = {}
+    for line in text.splitlines():
+        if match := _TABLE_ROW.match(line):
+            cells = match.group(2).split()
+            rows[match.group(1)] = cells[:4] + cells[5:]
+    versions = next((line for line in text.splitlines() if line.startswith("Versions: ")), None)
+    return rows, versions
+
+
+def _run(command, **kwargs):
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.mark.slow
+def test_readme_first_command_completes_on_a_base_install_in_a_fresh_venv(tmp_path):
+    """`pip install torch==2.13.0 && pip install . && hf-distill quickstart` in a new venv (no system packages, no
+    extras, so no Gradio) with an empty Hugging Face cache, as a newcomer runs it; docs/quickstart.md shows its
+    table."""
+    source, venv, work = tmp_path / "source", tmp_path / "venv", tmp_path / "work"
+    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)  # pip builds in the source folder: never in the checkout
+    work.mkdir()
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "HF_DISTILL_CACHE")}
+    env |= {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "VIRTUAL_ENV": str(venv),
+            "PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
+    _run([sys.executable, "-m", "venv", str(venv)], timeout=300)
+    python = str(venv / "bin" / "python")
+    _run([python, "-m", "pip", "install", "-q", "torch==2.13.0"], env=env, timeout=1200)
+    _run([python, "-m", "pip", "install", "-q", "."], cwd=source, env=env, timeout=1200)
+    _run([python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('gradio') is not None)"],
+         env=env, timeout=120)  # a base install has no Gradio
+
+    stdout = _run(["hf-distill", "quickstart"], cwd=work, env=env, timeout=1800).stdout
+    lines = stdout.splitlines()
+    assert [line for line in lines if line.lstrip().startswith("{")] == []  # no logged dicts between the stages
+    assert "[6/6] Writing the model card, plots and the Space: done" in stdout
+    out = work / "hf-distill-quickstart"
+    for name in ("student/model.safetensors", "student/README.md", "student/benchmark/report.json",
+                 "sft-student/model.safetensors", "space/app.py", "space/requirements.txt", "quickstart_report.json"):
+        assert (out / name).is_file(), name
+    assert SpaceCard.load(out / "space" / "README.md").data.sdk_version == GRADIO_SDK_VERSION
+    teachers = list((tmp_path / "hf_home" / "hf_distill" / "quickstart").glob("teacher-*/model.safetensors"))
+    assert len(teachers) == 1  # the teacher cache follows HF_HOME
+
+    # docs/quickstart.md shows this run's table; its numbers are deterministic for given library versions.
+    documented, documented_versions = _table_and_versions((REPO / "docs" / "quickstart.md").read_text())
+    measured, versions = _table_and_versions(stdout)
+    assert set(measured) == set(documented) == {"teacher", "distilled student", "SFT student"}
+    if versions != documented_versions:
+        pytest.skip(f"docs/quickstart.md's table is from {documented_versions!r}; this run has {versions!r}")
+    assert measured == documented

@@ -1,11 +1,13 @@
 """Secrets: the Hub token appears in no file, log line, card or error message; only safetensors are loaded; nothing
 is unpickled on the way from local folders through training, resume, benchmark and push."""
 
+import json
 import logging
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.benchmark import benchmark
@@ -13,6 +15,7 @@ from hf_distill.hub import create_space, push_student
 from hf_distill.safe_loading import PickledWeightsError
 from tests import tiny
 from tests.no_pickle import refuse_unpickling
+from tests.scripts.resume_probe import ResumeProbe
 
 
 def _args(output_dir, **kwargs):
@@ -43,19 +46,31 @@ def test_pickled_weights_are_refused_before_loading(role, model_factory, tokeniz
 def test_nothing_is_unpickled_from_folders_to_resume_benchmark_and_push(
     model_factory, tokenizer, tmp_path, hub_server, monkeypatch
 ):
-    student = model_factory.save(tmp_path / "student", "llama", seed=1)
+    student = Path(model_factory.save(tmp_path / "student", "llama", seed=1))
+    config = json.loads((student / "config.json").read_text())
+    (student / "config.json").write_text(json.dumps(config | {"attention_dropout": 0.3}))  # the RNG restore matters
     teacher = model_factory.save(tmp_path / "teacher", "llama", hidden=48, seed=2)
     dataset = tiny.prompt_completion_dataset(8)
 
     refuse_unpickling(monkeypatch.setattr)  # torch.load too: not even PyTorch's allow-list unpickler
 
-    def trainer(output_dir, **kwargs):
-        return DistillationTrainer(model=student, teacher_model=teacher, args=_args(output_dir, **kwargs),
-                                   train_dataset=dataset, processing_class=tokenizer)
+    def trainer(output_dir, callbacks=None, **kwargs):
+        return DistillationTrainer(model=str(student), teacher_model=teacher, args=_args(output_dir, **kwargs),
+                                   train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
 
-    trainer(tmp_path / "run", max_steps=1).train()
-    resumed = trainer(tmp_path / "run")
+    first_probe = ResumeProbe(snapshot_step=1)
+    uninterrupted = trainer(tmp_path / "run", callbacks=[first_probe])
+    uninterrupted.train()
+    shutil.rmtree(tmp_path / "run" / "checkpoint-2")  # resume from step 1
+    probe = ResumeProbe()
+    resumed = trainer(tmp_path / "run", callbacks=[probe])
     resumed.train(resume_from_checkpoint=True)
+    assert probe.executed_steps == [2]  # only the step after the checkpoint, from the moments saved after step 1
+    assert probe.moments_at_start.keys() == first_probe.moments_at_snapshot.keys() != set()
+    for name, moment in first_probe.moments_at_snapshot.items():
+        assert torch.equal(probe.moments_at_start[name], moment), name
+    for name, weight in uninterrupted.model.state_dict().items():  # dropout masks included: bit for bit
+        assert torch.equal(resumed.model.state_dict()[name], weight), name
     # Optimizer, scheduler and RNG state are safetensors + JSON (hf_distill.checkpoint_state): no pickle at all.
     checkpoint = Path(resumed.args.output_dir) / "checkpoint-1"
     names = {path.name for path in checkpoint.iterdir()}

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from hf_distill import DistillationCollator, DistillationConfig, DistillationTrainer
-from hf_distill.heads import OutputHead
 from hf_distill.losses import distillation_loss
 from tests import tiny
 
@@ -202,9 +202,41 @@ def test_dft_loss_type_weighs_the_ce_term(tmp_path, model_factory, tokenizer):
     trainer = _trainer(tmp_path, model_factory, tokenizer, alpha=0.0, loss_type="dft")
     batch = _batch(trainer)
     loss = trainer.compute_loss(trainer.model, dict(batch))
-    hidden = trainer.model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, return_hidden_states_only=True)
+    logits = trainer.model(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits
     labels = batch["labels"][:, 1:]
     mask = labels != -100
-    log_probs = OutputHead.from_model(trainer.model).logits(hidden[:, :-1][mask]).log_softmax(-1)
+    log_probs = logits[:, :-1][mask].float().log_softmax(-1)
     label_log_probs = log_probs.gather(-1, labels[mask][:, None]).squeeze(-1)
     torch.testing.assert_close(loss, (-label_log_probs * label_log_probs.exp()).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_follows_alpha_and_divergence_changed_on_the_arguments(tmp_path, model_factory, tokenizer):
+    # `args` is the one place the loss settings come from: the value and the gradient use the new ones.
+    trainer = _trainer(tmp_path, model_factory, tokenizer, alpha=0.9, divergence="forward_kl")
+    trainer.args.alpha, trainer.args.divergence = 0.3, "jsd"
+    trainer.model.eval()  # no dropout: both passes see the same network
+    batch = _batch(trainer)
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+    trainer.model.zero_grad(set_to_none=True)
+    kd, ce = _dense_reference(trainer, batch)
+    reference = 0.3 * kd + 0.7 * ce
+    reference.backward()
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    for name, param in trainer.model.named_parameters():
+        torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_alpha_changed_by_a_callback_during_training(tmp_path, model_factory, tokenizer):
+    class LowerAlpha(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                args.alpha = 0.25
+
+    trainer = _trainer(tmp_path, model_factory, tokenizer, alpha=0.9, max_steps=2, logging_steps=1)
+    trainer.add_callback(LowerAlpha())
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "kd_loss" in entry]
+    for entry, alpha in zip(logs, (0.9, 0.25), strict=True):
+        assert entry["loss"] == pytest.approx(alpha * entry["kd_loss"] + (1 - alpha) * entry["ce_loss"], rel=1e-5)

@@ -10,16 +10,16 @@ whether both pick the same top-1 token (fidelity). Positions are projected to th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..heads import OutputHead, backbone_hidden_states
+from ..heads import OutputHead, backbone_hidden_states, unwrap_model
 from ..losses.terms import dense_kd_terms
-from ..teachers.local_model import align_vocabularies
+from ..vocabulary import check_shared_vocabulary, tokenizer_rows
 from .examples import EncodedExample
 from .generation import model_device
 
@@ -66,19 +66,21 @@ def aligned_heads(
     *,
     teacher: str | None,
     teacher_tokenizer: PreTrainedTokenizerBase | None = None,
+    texts: Iterable[str] = (),
 ) -> dict[str, OutputHead]:
-    """Output heads of `models`, all counting the same vocabulary rows as the teacher's (padded embeddings are
-    trimmed to the rows every model has); raises `ValueError` when the vocabularies really differ. Without a teacher,
-    each head keeps its own rows."""
+    """Output heads of `models`, each counting exactly the tokenizer's rows (padded embeddings are cut, as in
+    training). With a teacher, each other model must share its vocabulary by the training rule
+    ([`hf_distill.vocabulary.check_shared_vocabulary`]; `teacher_tokenizer` None when the teacher's own tokenizer
+    is unknown); raises [`VocabularyMismatchError`] otherwise."""
     heads = {name: OutputHead.from_model(model) for name, model in models.items()}
-    if teacher is None:
-        return heads
     for name, head in heads.items():
-        if name != teacher:
-            align_vocabularies(head, heads[teacher], tokenizer, teacher_tokenizer)
-    common = min(head.vocab_size for head in heads.values())
-    for head in heads.values():
-        head.vocab_size = common
+        if teacher is not None and name != teacher:
+            check_shared_vocabulary(
+                tokenizer, student_rows=head.num_rows, teacher_rows=heads[teacher].num_rows,
+                teacher_tokenizer=teacher_tokenizer, teacher_config=unwrap_model(models[teacher]).config, texts=texts,
+                argument="teacher_tokenizer",
+            )
+        head.vocab_size = tokenizer_rows(tokenizer, head.num_rows, who=name)
     return heads
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from ..heads import is_quantized, unwrap_model
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
+from ..vocabulary import find_tokenizer
 from .errors import BenchmarkInputError
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ __all__ = [
     "eval_mode",
     "load_model_under_test",
     "resolve_tokenizer",
-    "same_vocabulary",
 ]
 
 
@@ -41,6 +41,8 @@ class ModelUnderTest:
         model (`nn.Module`): the causal LM (a `PeftModel` for adapters).
         tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
         source (`str`, *optional*): the id or path it was loaded from; None for objects.
+        tokenizer_is_own (`bool`, *optional*, defaults to `True`): False when no tokenizer was given or found for it
+            and it reads the student's (then only its size and special tokens can be checked against the student's).
     """
 
     role: str
@@ -48,6 +50,7 @@ class ModelUnderTest:
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
     source: str | None = None
+    tokenizer_is_own: bool = True
 
 
 def check_model_source(value: Any, field: str) -> list[str]:
@@ -103,10 +106,9 @@ def resolve_tokenizer(
     if tokenizer is not None:
         return tokenizer
     for candidate in _tokenizer_candidates(value):
-        try:
-            return AutoTokenizer.from_pretrained(candidate)
-        except (OSError, ValueError):  # no tokenizer files there: try the next place
-            continue
+        found = find_tokenizer(candidate)  # None without tokenizer files (or with a stand-in built from the config)
+        if found is not None:
+            return found
     if fallback is not None:
         logger.info("No tokenizer saved with the %s: using the student's.", role)
         return fallback
@@ -133,11 +135,6 @@ def load_model_under_test(
             model.to(device)
     return ModelUnderTest(role=role, name=source or _name_or_path(model) or role, model=model, tokenizer=tokenizer,
                           source=source)
-
-
-def same_vocabulary(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
-    """Whether two tokenizers map the same strings to the same ids (then their logits are comparable)."""
-    return a is b or a.get_vocab() == b.get_vocab()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from ..heads import OutputHead, unwrap_model
+from ..vocabulary import shares_vocabulary
 from .cost import describe_hardware, measure_cost
 from .errors import BenchmarkInputError
 from .examples import EvalExample, check_chat_template, dataset_format, encode_examples, read_examples
@@ -24,7 +26,6 @@ from .models import (
     eval_mode,
     load_model_under_test,
     resolve_tokenizer,
-    same_vocabulary,
 )
 from .quality import check_task_metrics, generate_predictions, score_predictions
 from .report import (
@@ -85,11 +86,25 @@ def _dataset_info(dataset: Any, examples: Sequence[EvalExample], recorded: Mappi
     )
 
 
+def _teacher_side_tokenizer(model: ModelUnderTest) -> PreTrainedTokenizerBase | None:
+    """The model's own tokenizer, or None when it borrowed the student's (none was given or found for it)."""
+    return model.tokenizer if model.tokenizer_is_own else None
+
+
 def _token_scores(models: Sequence[ModelUnderTest], examples: Sequence[EvalExample], batch_size: int):
-    """Teacher-forced scores of every model. Models sharing the student's vocabulary are run on the student's
-    tokens in one pass, against the teacher when it is among them; any other model is scored on its own tokens."""
+    """Teacher-forced scores of every model. Models sharing the student's vocabulary (the training rule,
+    [`hf_distill.vocabulary.check_shared_vocabulary`]) are run on the student's tokens in one pass, against the
+    teacher when it is among them; any other model is scored on its own tokens."""
     student, others = models[0], models[1:]
-    group = [student, *(m for m in others if same_vocabulary(m.tokenizer, student.tokenizer))]
+    texts = [example.reference for example in examples]
+    student_rows = OutputHead.from_model(student.model).num_rows
+    group = [student, *(
+        m for m in others if shares_vocabulary(
+            student.tokenizer, student_rows=student_rows, teacher_rows=OutputHead.from_model(m.model).num_rows,
+            teacher_tokenizer=_teacher_side_tokenizer(m), teacher_config=unwrap_model(m.model).config,
+            texts=texts,
+        )
+    )]
     teacher = next((m for m in group if m.role == "teacher"), None)
     if teacher is None and any(m.role == "teacher" for m in others):
         logger.warning("The teacher's vocabulary differs from the student's: no fidelity (agreement, KL) computed.")
@@ -98,8 +113,8 @@ def _token_scores(models: Sequence[ModelUnderTest], examples: Sequence[EvalExamp
     scores: dict[str, TokenScores] = {}
     for members, tokenizer, reference in runs:
         named = {m.role: m.model for m in members}
-        heads = aligned_heads(named, tokenizer, teacher=reference and reference.role,
-                              teacher_tokenizer=reference and reference.tokenizer)
+        heads = aligned_heads(named, tokenizer, teacher=reference and reference.role, texts=texts,
+                              teacher_tokenizer=reference and _teacher_side_tokenizer(reference))
         scores |= teacher_forced_scores(
             named, heads, encode_examples(examples, tokenizer), teacher=reference and reference.role,
             pad_token_id=pad_token_id_of(tokenizer), batch_size=batch_size,
@@ -240,6 +255,8 @@ def benchmark(
     models = [load_model_under_test(role, sources[role], tok, device=run_device) for role, tok in tokenizers.items()]
     for model in models:
         model.name = (model_names or {}).get(model.role, model.name)
+        model.tokenizer_is_own = model.role == "student" or given[model.role] is not None or (
+            model.tokenizer is not tokenizers["student"])
     with eval_mode([m.model for m in models]):
         scores = _token_scores(models, examples, settings.eval_batch_size)
         # Generation and timing dominate the run: one progress step per model benchmarked.

@@ -15,6 +15,7 @@ __all__ = [
     "GenerateArguments",
     "PushArguments",
     "QuickstartArguments",
+    "RowLimitArguments",
     "SpaceArguments",
     "TrainScriptArguments",
 ]
@@ -58,6 +59,14 @@ class TrainScriptArguments(DatasetArguments):
     benchmark_max_new_tokens: int = field(
         default=128, metadata={"help": "Tokens the benchmark generates per example and per latency run."}
     )
+    logits_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train on the cached teacher logits in this folder (written by `hf-distill cache-logits "
+            "--logits_dir`) instead of the train split of `dataset_name`; no teacher is loaded. The same key in a "
+            "recipe drives both commands."
+        },
+    )
 
 
 @dataclass
@@ -87,8 +96,8 @@ class QuickstartArguments:
     cache_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Where the trained teacher is cached (default: $HF_DISTILL_CACHE or "
-            "~/.cache/hf_distill); a second run reuses it."
+            "help": "Where the trained teacher is cached (default: $HF_DISTILL_CACHE, else hf_distill/ in the "
+            "Hugging Face cache folder: $HF_HOME, which defaults to ~/.cache/huggingface); a second run reuses it."
         },
     )
     num_threads: int | None = field(
@@ -116,20 +125,42 @@ class DatasetPushArguments:
 
 
 @dataclass
-class GenerateArguments(DatasetPushArguments, DatasetArguments):
+class RowLimitArguments:
+    """A quick look: the first rows of a dataset only."""
+
+    max_rows: int | None = field(
+        default=None,
+        metadata={"help": "Use only the first N rows of the split, for a quick look before the full run."},
+    )
+
+
+@dataclass
+class GenerateArguments(RowLimitArguments, DatasetPushArguments, DatasetArguments):
     """`hf-distill generate`: the teacher writes completions for the dataset's prompts (sequence-level data)."""
 
     teacher: str | None = field(default=None, metadata={"help": "Hub id or local path of the teacher (required)."})
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the generated dataset (required)."})
+    generations_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the generated dataset (required, or --output_dir). A recipe shared with `train` "
+                          "uses this key, as its `output_dir` is the student's folder."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the generated dataset when --generations_dir is unset."}
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "Completion length limit."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature; 0 decodes greedily."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     num_samples: int = field(default=1, metadata={"help": "Completions per prompt."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per `generate` call (left-padded)."})
     backend: Literal["transformers", "vllm"] = field(
-        default="transformers", metadata={"help": '`vllm` needs `pip install "hf-distill[vllm]"`.'}
+        default="transformers",
+        metadata={"help": '`vllm` needs vLLM: `python -m pip install -e ".[vllm]"` in a clone of hf-distill.'},
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the run; each sequence's seed derives from it."})
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the run; each sequence's seed derives from it. The default is the training seed's "
+                          "(42), so a recipe without `seed` generates the same text through the script and the CLI."},
+    )
     shard_size: int = field(default=1000, metadata={"help": "Input rows per shard (unit of resuming and of work)."})
     teacher_model_init_kwargs: str | None = field(
         default=None,
@@ -140,7 +171,7 @@ class GenerateArguments(DatasetPushArguments, DatasetArguments):
 
 
 @dataclass
-class CacheLogitsArguments(DatasetPushArguments, DatasetArguments):
+class CacheLogitsArguments(RowLimitArguments, DatasetPushArguments, DatasetArguments):
     """`hf-distill cache-logits`: the teacher scores the dataset once; its top-k log-probabilities are stored so that
     training needs no teacher. Run under `torchrun`/`accelerate launch` to split the work."""
 
@@ -148,7 +179,14 @@ class CacheLogitsArguments(DatasetPushArguments, DatasetArguments):
     tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer to tokenize with (the student's); defaults to the teacher's."}
     )
-    output_dir: str | None = field(default=None, metadata={"help": "Folder for the cached dataset (required)."})
+    logits_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the cached dataset (required, or --output_dir). A recipe shared with `train` "
+                          "uses this key (train reads it back), as its `output_dir` is the student's folder."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder for the cached dataset when --logits_dir is unset."}
+    )
     top_k: int = field(default=64, metadata={"help": "Teacher entries kept per position."})
     batch_size: int = field(default=8, metadata={"help": "Rows per teacher forward."})
     max_length: int | None = field(
@@ -209,6 +247,11 @@ class CardArguments:
     )
     output: str | None = field(
         default=None, metadata={"help": "Where to write the card (default: <folder>/README.md)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing README.md that hf-distill did not write (a card it wrote is replaced, "
+                          "and the command says so)."},
     )
 
 

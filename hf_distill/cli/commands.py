@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .arguments import (
     SpaceArguments,
     TrainScriptArguments,
 )
+from .hub_access import check_hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +69,23 @@ def load_dataset_argument(args: DatasetArguments, split: str):
                     f"Dataset {name!r} has splits {list(loaded)}, not {split!r}: choose one with the "
                     "--dataset_train_split / --dataset_test_split option."
                 )
-            return loaded[split]
-        return loaded
+            loaded = loaded[split]
+        # Maps (tokenization, generation) would write cache-*.arrow files beside the input's own files: with
+        # caching off, datasets writes them to a temporary folder deleted at exit instead.
+        datasets.disable_caching()
+        return _remembered(loaded, path)
     if path.is_file() and path.suffix in _DATA_FILE_BUILDERS:
-        return datasets.load_dataset(_DATA_FILE_BUILDERS[path.suffix], data_files={split: str(path)}, split=split)
+        builder = _DATA_FILE_BUILDERS[path.suffix]
+        return _remembered(datasets.load_dataset(builder, data_files={split: str(path)}, split=split), path)
     return datasets.load_dataset(name, name=args.dataset_config, split=split)
+
+
+def _remembered(dataset, path: Path):
+    """`dataset`, its provenance pointing at the local file or folder it came from (by name and content hash)."""
+    from ..publish.provenance import remember_local_source
+
+    remember_local_source(dataset, path)
+    return dataset
 
 
 def _json_kwargs(value: str | dict | None, flag: str) -> dict | None:
@@ -114,13 +128,22 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 
     require(script_args, "dataset_name", command="train")
     require(model_args, "model_name_or_path", command="train")
+    check_hub_reachable({
+        "--model_name_or_path": model_args.model_name_or_path,
+        "--teacher_model_name_or_path": training_args.teacher_model_name_or_path,
+        "--dataset_name": None if script_args.logits_dir else script_args.dataset_name,
+    })
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
     }
     training_args.model_init_kwargs = {**model_init_kwargs, **(training_args.model_init_kwargs or {})}
-    train_dataset = load_dataset_argument(script_args, script_args.dataset_train_split)
+    train_dataset = (
+        load_dataset_argument(replace(script_args, dataset_name=script_args.logits_dir), "train")
+        if script_args.logits_dir
+        else load_dataset_argument(script_args, script_args.dataset_train_split)
+    )
     needs_eval = training_args.eval_strategy != "no" or script_args.benchmark_after_training
     eval_dataset = load_dataset_argument(script_args, script_args.dataset_test_split) if needs_eval else None
     trainer = DistillationTrainer(
@@ -160,7 +183,9 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
 def run_generate(args: GenerateArguments) -> int:
     from ..offline.generation import generate_completions
 
+    args.output_dir = args.generations_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
+    check_hub_reachable({"--teacher": args.teacher, "--dataset_name": args.dataset_name})
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     generated = generate_completions(
@@ -176,6 +201,7 @@ def run_generate(args: GenerateArguments) -> int:
         seed=args.seed,
         shard_size=args.shard_size,
         model_kwargs=model_kwargs,
+        max_rows=args.max_rows,
     )
     print(f"{len(generated)} completions written to {args.output_dir}")
     _push_dataset(args)
@@ -183,14 +209,18 @@ def run_generate(args: GenerateArguments) -> int:
 
 
 def run_cache_logits(args: CacheLogitsArguments) -> int:
-    from transformers import AutoTokenizer
-
     from ..offline.logit_cache import cache_teacher_logits
+    from ..vocabulary import find_tokenizer, hub_kwargs
 
+    args.output_dir = args.logits_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
+    check_hub_reachable({"--teacher": args.teacher, "--tokenizer": args.tokenizer,
+                         "--dataset_name": args.dataset_name})
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.teacher)
+    # The teacher's own tokenizer is fetched like the teacher; None (no tokenizer files) is refused by the cache.
+    located = {} if args.tokenizer else hub_kwargs(model_kwargs)
+    tokenizer = find_tokenizer(args.tokenizer or args.teacher, **located)
     cached = cache_teacher_logits(
         args.teacher,
         load_dataset_argument(args, args.dataset_train_split),
@@ -201,6 +231,7 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
         max_length=args.max_length,
         shard_size=args.shard_size,
         model_kwargs=model_kwargs,
+        max_rows=args.max_rows,
     )
     print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
     _push_dataset(args, tokenizer=tokenizer)  # the cache holds token ids: decoded for the scan
@@ -244,6 +275,8 @@ def run_benchmark(args: BenchmarkArguments) -> int:
     from ..benchmark import benchmark
 
     require(args, "student", "dataset_name", command="benchmark")
+    check_hub_reachable({"--student": args.student, "--teacher": args.teacher, "--baseline": args.baseline,
+                         "--dataset_name": args.dataset_name})
     dataset = load_dataset_argument(args, args.dataset_test_split)
     report = benchmark(
         args.student,
@@ -288,15 +321,38 @@ def run_card(args: CardArguments) -> int:
         Provenance.load(folder), report, repo_id=args.repo_id, student_license=args.student_license, plot_path=plot
     )
     output = Path(args.output) if args.output else folder / "README.md"
+    replaced = _check_card_target(output, overwrite=args.overwrite)
     card.save(output)
-    print(f"Model card written to {output}" + ("" if report else " (no benchmark report found: no results table)"))
+    print(f"Model card written to {output}" + (f" (replaced the {replaced} there)" if replaced else "")
+          + ("" if report else " (no benchmark report found: no results table)"))
     return 0
+
+
+def _check_card_target(output: Path, *, overwrite: bool) -> str | None:
+    """What `output` holds that the card replaces (None: nothing). A README that hf-distill did not write (its
+    front matter lacks the `hf-distill` tag) is refused unless --overwrite: it may be the user's own text."""
+    if not output.exists():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        tags = ModelCard.load(output).data.tags or []
+    except Exception:  # unreadable front matter: not a card we wrote
+        tags = []
+    if "hf-distill" in tags:
+        return "previous hf-distill card"
+    if overwrite:
+        return "existing file (--overwrite)"
+    raise CliUsageError(
+        f"{output} exists and was not written by hf-distill: pass --overwrite to replace it, or --output PATH to "
+        "write the card elsewhere."
+    )
 
 
 def run_push(args: PushArguments) -> int:
     from ..publish.student import push_student
 
-    require(args, "folder", "repo_id", command="push")
+    require(args, "folder", "repo_id", command="push")  # an unreachable Hub fails fast there: main() adds the fix
     result = push_student(
         args.folder,
         args.repo_id,
@@ -320,6 +376,7 @@ def run_space(args: SpaceArguments) -> int:
     from ..publish.space import create_space
 
     require(args, "student", "output_dir", command="space")
+    check_hub_reachable({"--student": args.student, "--teacher": args.teacher})
     result = create_space(
         args.student, teacher=args.teacher, space_id=args.space_id, output_dir=args.output_dir,
         hardware=args.hardware, private=args.private, push=args.push, token=args.token, title=args.title,

@@ -4,6 +4,7 @@
 hf-distill quickstart                      # the whole product on a CPU, offline, in minutes
 hf-distill generate     --teacher ... --dataset_name ... --output_dir ...   # sequence-level data
 hf-distill cache-logits --teacher ... --dataset_name ... --output_dir ...   # offline teacher logits
+hf-distill init-student --teacher ... --num_layers ... --output_dir ...     # a shallower copy of the teacher
 hf-distill train        --config recipe.yaml                                # DistillationTrainer
 hf-distill benchmark    --student ... --teacher ... --dataset_name ...
 hf-distill card         --folder student/
@@ -20,76 +21,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from .._version import __version__
-from . import arguments as cli_args
-from . import commands
+from .hub_access import HubUnreachableError, is_connection_failure, unreachable_message
+from .messages import as_cli_message
 from .parser import parse_recipe
+from .registry import COMMANDS, Command
 
 __all__ = ["COMMANDS", "Command", "main"]
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its one-line help, the dataclasses its options come from, and the function it calls."""
-
-    help: str
-    dataclass_types: Callable[[], tuple[type, ...]]
-    run: Callable[..., int]
-
-
-def _training_types() -> tuple[type, ...]:
-    from trl import ModelConfig
-
-    from ..training.config import DistillationConfig
-
-    return (cli_args.TrainScriptArguments, DistillationConfig, ModelConfig)
-
-
-COMMANDS: dict[str, Command] = {
-    "quickstart": Command(
-        "Train a teacher, distil a student and compare it with SFT, offline on a CPU; writes card, report and Space.",
-        lambda: (cli_args.QuickstartArguments,),
-        commands.run_quickstart,
-    ),
-    "generate": Command(
-        "Sequence-level data: the teacher writes completions for a dataset's prompts.",
-        lambda: (cli_args.GenerateArguments,),
-        commands.run_generate,
-    ),
-    "cache-logits": Command(
-        "Offline teacher: store the teacher's top-k log-probabilities so training needs no teacher.",
-        lambda: (cli_args.CacheLogitsArguments,),
-        commands.run_cache_logits,
-    ),
-    "train": Command(
-        "Distil with DistillationTrainer (options: DistillationConfig and TRL's ModelConfig).",
-        _training_types,
-        commands.run_train,
-    ),
-    "benchmark": Command(
-        "Student vs teacher (and a baseline): quality, fidelity, latency and size.",
-        lambda: (cli_args.BenchmarkArguments,),
-        commands.run_benchmark,
-    ),
-    "card": Command(
-        "Write the model card of a saved student from its provenance and benchmark report.",
-        lambda: (cli_args.CardArguments,),
-        commands.run_card,
-    ),
-    "push": Command(
-        "Publish a saved student with its card, licence files and provenance in one commit.",
-        lambda: (cli_args.PushArguments,),
-        commands.run_push,
-    ),
-    "space": Command(
-        "Write (and push) a Gradio Space comparing the student with its teacher.",
-        lambda: (cli_args.SpaceArguments,),
-        commands.run_space,
-    ),
-}
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -111,7 +51,8 @@ def _top_parser() -> argparse.ArgumentParser:
 def _one_line(error: BaseException) -> str:
     """The error as `ErrorType: message`, without the traceback (our messages already carry the fix)."""
     message = str(error).strip() or repr(error)
-    return message if isinstance(error, ValueError) else f"{type(error).__name__}: {message}"
+    ours = isinstance(error, (ValueError, HubUnreachableError))
+    return message if ours else f"{type(error).__name__}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     command = COMMANDS[name]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if debug:
-        logging.getLogger("hf_distill").setLevel(logging.INFO)
+    if debug:  # our records, and the third-party lines demoted by `quiet` (first of each), become visible
+        logging.getLogger("hf_distill").setLevel(logging.DEBUG)
     try:
         parsed = parse_recipe(command.dataclass_types(), rest, prog=f"hf-distill {name}", description=command.help)
         return command.run(*parsed)
@@ -138,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # one clear line, not a traceback; --debug shows it
         if debug:
             raise
-        print(f"hf-distill {name}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"hf-distill {name}: error: {_cli_message(error, command)}", file=sys.stderr)
         print("(run again with --debug for the full traceback)", file=sys.stderr)
         return 1
+
+
+def _cli_message(error: BaseException, command: Command) -> str:
+    """The error in one line and in the CLI's words; a lost connection gets the fix for it."""
+    from dataclasses import fields
+
+    from huggingface_hub import constants
+
+    message = _one_line(error)
+    if is_connection_failure(error) and not isinstance(error, HubUnreachableError):
+        message = unreachable_message(constants.ENDPOINT, {}, message)
+    try:
+        options = {f.name for cls in command.dataclass_types() for f in fields(cls)}
+    except Exception:  # the message matters more than its wording
+        options = set()
+    return as_cli_message(message, options)

@@ -83,6 +83,8 @@ class CacheInfo:
     num_cached_positions: int = 0
     num_topk_bytes: int = 0
     hf_distill_version: str = ""
+    #: the GGUF file the teacher was dequantised from (name, sha256, quantisation type), if it was
+    teacher_gguf: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -33,13 +33,22 @@ class LossSettings:
 
     @classmethod
     def from_config(cls, args) -> LossSettings:
-        return cls(
-            divergence=args.divergence, beta=args.beta, skew=args.skew, temperature=args.temperature,
-            ce_type=args.loss_type, alpha=args.alpha, use_fused=args.use_fused_kd_loss, chunk_size=args.kd_chunk_size,
-        )
+        return cls(**{name: getattr(args, field) for name, field in _CONFIG_FIELDS.items()})
+
+    def apply_to(self, args) -> None:
+        """Write these settings into `args` (a [`DistillationConfig`]), the field `from_config` reads them from."""
+        for name, field in _CONFIG_FIELDS.items():
+            setattr(args, field, getattr(self, name))
 
     def divergence_kwargs(self) -> dict:
         return dict(divergence=self.divergence, beta=self.beta, skew=self.skew, temperature=self.temperature)
+
+
+# `LossSettings` field -> `DistillationConfig` field.
+_CONFIG_FIELDS = {
+    "divergence": "divergence", "beta": "beta", "skew": "skew", "temperature": "temperature", "ce_type": "loss_type",
+    "alpha": "alpha", "use_fused": "use_fused_kd_loss", "chunk_size": "kd_chunk_size",
+}
 
 
 @dataclass

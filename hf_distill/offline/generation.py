@@ -25,7 +25,7 @@ from ..errors import HfDistillError
 from ..fingerprints import TeacherProvenance, path_provenance, teacher_provenance
 from ..privacy import scan_generated
 from .card import write_dataset_card
-from .shards import Shard, run_sharded
+from .shards import Shard, first_rows, run_sharded
 from .teacher import load_offline_teacher
 
 __all__ = ["GenerationSettings", "GenerationSettingsError", "generate_completions"]
@@ -83,6 +83,7 @@ def generate_completions(
     seed: int = 0,
     shard_size: int = 1000,
     model_kwargs: dict | None = None,
+    max_rows: int | None = None,
 ) -> Dataset:
     """The teacher's completions for every prompt of `dataset`: one row per (prompt, sample).
 
@@ -104,6 +105,7 @@ def generate_completions(
         shard_size (`int`, *optional*, defaults to `1000`): input rows per shard (the unit of resuming and of work
             split across processes).
         model_kwargs (`dict`, *optional*): `from_pretrained` keyword arguments when `teacher` is an id or path.
+        max_rows (`int`, *optional*): use only the first `max_rows` rows of `dataset` (a quick look).
 
     Returns:
         `Dataset` in prompt/completion format (input with `prompt`) or messages format (input with `messages`), with
@@ -119,6 +121,7 @@ def generate_completions(
     >>> trl.SFTTrainer(model="HuggingFaceTB/SmolLM2-360M", train_dataset=generated).train()
     ```
     """
+    dataset = first_rows(dataset, max_rows)
     settings = GenerationSettings(max_new_tokens, temperature, top_p, num_samples, seed, backend)
     _check_arguments(teacher, dataset, settings, batch_size)
     if backend == "vllm":
@@ -302,7 +305,7 @@ def _write_card(dataset: Dataset, *, output_dir, run_settings: dict) -> Dataset:
         ),
         function="hf_distill.data.generate_completions",
         settings={"teacher": teacher["name"], "teacher_revision": teacher["revision"], **generation,
-                  "num_rows": len(dataset)},
+                  "num_rows": len(dataset), **({"teacher_gguf": teacher["gguf"]} if teacher.get("gguf") else {})},
         usage=(
             "import datasets\nfrom trl import SFTTrainer\n\n"
             f"dataset = datasets.load_from_disk({str(output_dir)!r})\n"

@@ -27,11 +27,12 @@ from ..formats.cache import (
 )
 from ..formats.codec import CODEC_NAME, TopKCodec
 from ..formats.tokenization import tokenize_like_sft
-from ..heads import OutputHead, backbone_hidden_states
+from ..heads import OutputHead, backbone_hidden_states, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
+from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
-from .shards import Shard, run_sharded
+from .shards import Shard, first_rows, run_sharded
 from .teacher import load_offline_teacher
 
 __all__ = ["CacheSettingsError", "cache_teacher_logits", "topk_log_probs"]
@@ -73,6 +74,7 @@ def cache_teacher_logits(
     max_length: int | None = None,
     shard_size: int = 1000,
     model_kwargs: dict | None = None,
+    max_rows: int | None = None,
 ) -> Dataset:
     """Score `dataset` with the teacher once and store its top-k log-probabilities per training position.
 
@@ -93,6 +95,7 @@ def cache_teacher_logits(
         max_length (`int`, *optional*): truncate rows to this many tokens (keep the start, as SFTTrainer does).
         shard_size (`int`, *optional*, defaults to `1000`): rows per shard (the unit of resuming and of work split).
         model_kwargs (`dict`, *optional*): `from_pretrained` keyword arguments when `teacher` is an id or path.
+        max_rows (`int`, *optional*): score only the first `max_rows` rows of `dataset` (a quick look).
 
     Returns:
         `Dataset` with columns `input_ids`, `completion_mask`, `teacher_topk`, `tokenizer_hash`; also saved in
@@ -107,10 +110,19 @@ def cache_teacher_logits(
     ... )
     ```
     """
+    dataset = first_rows(dataset, max_rows)
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
-    head.vocab_size = min(head.num_rows, len(tokenizer))  # rows beyond the tokenizer: padding no id reaches
+    # The teacher reads the ids of `tokenizer`, given as the teacher's: the training rule checks it against the one
+    # saved with the teacher when there is one (rows beyond the tokenizer are padding no id reaches).
+    config = unwrap_model(model).config
+    saved = find_tokenizer(teacher, config=config, **hub_kwargs(model_kwargs))
+    head.vocab_size = check_shared_vocabulary(
+        tokenizer, student_rows=len(tokenizer), teacher_rows=head.num_rows, teacher_config=config,
+        teacher_tokenizer=saved if saved is not None else tokenizer, argument="tokenizer",
+        texts=_sample_texts(dataset, tokenizer) if saved is not None else (),
+    )
     if top_k > head.vocab_size:
         raise CacheSettingsError(
             f"`top_k` is {top_k} but the teacher's vocabulary has {head.vocab_size} tokens: choose top_k <= "
@@ -124,6 +136,7 @@ def cache_teacher_logits(
                   "log_step": codec.log_step},
         tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
         max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=__version__,
+        teacher_gguf=provenance.gguf,
     )
     scorer = _Scorer(model, head, codec, top_k=top_k, pad_token_id=_pad_id(tokenizer))
     work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
@@ -132,6 +145,12 @@ def cache_teacher_logits(
         dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
         finalize=finalize,
     )
+
+
+def _sample_texts(dataset: Dataset, tokenizer, num_rows: int = 16) -> list[str]:
+    """The first rows as the teacher will read them (tokenized like SFT, decoded), to compare tokenizers on."""
+    sample = tokenize_like_sft(dataset.select(range(min(num_rows, len(dataset)))), tokenizer)
+    return [tokenizer.decode(list(ids), skip_special_tokens=True) for ids in sample["input_ids"]]
 
 
 def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_length: int | None) -> None:

@@ -43,10 +43,12 @@ __all__ = [
     "CorruptShardError",
     "ProcessGroup",
     "ResumeError",
+    "RowLimitError",
     "RunManifest",
     "Shard",
     "ShardStore",
     "atomic_write_text",
+    "first_rows",
     "rows_sha256",
     "run_sharded",
 ]
@@ -58,6 +60,21 @@ class ResumeError(HfDistillError, ValueError):
 
 class CorruptShardError(ResumeError):
     """A finished shard (or the finished dataset) no longer matches the checksums recorded when it was written."""
+
+
+class RowLimitError(HfDistillError, ValueError):
+    """`max_rows` is not a positive number of rows."""
+
+
+def first_rows(dataset: Dataset, max_rows: int | None) -> Dataset:
+    """The first `max_rows` rows of `dataset` (all of them when `None`): a quick look before the full run."""
+    if max_rows is None:
+        return dataset
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise RowLimitError(
+            f"`max_rows` (--max_rows) is {max_rows!r}; pass a positive number of rows, or leave it unset for all."
+        )
+    return dataset.select(range(min(max_rows, len(dataset))))
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from torch import nn
-from transformers import AutoTokenizer
 
+from ..gguf import gguf_file_of, load_gguf_tokenizer
 from ..heads import is_quantized, unwrap_model
 from ..teachers.local_model import load_teacher_model
+from ..vocabulary import find_tokenizer, hub_kwargs
 
 __all__ = ["load_offline_teacher"]
 
@@ -20,8 +21,11 @@ def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None,
     a model passed in, quantized or dispatched with a `device_map` stays where it is. Raises `ValueError` when no
     tokenizer is given and none is stored with the teacher.
     """
+    gguf_file = gguf_file_of(model_kwargs)
+    if tokenizer is None and gguf_file and isinstance(teacher, (str, os.PathLike)):
+        tokenizer = load_gguf_tokenizer(teacher, gguf_file)  # a GGUF file holds its tokenizer and chat template
     if tokenizer is None:
-        tokenizer = _stored_tokenizer(teacher)
+        tokenizer = _stored_tokenizer(teacher, model_kwargs)
     model = load_teacher_model(teacher, model_kwargs)
     if not isinstance(teacher, nn.Module) and not is_quantized(model) and not getattr(model, "hf_device_map", None):
         from accelerate import PartialState
@@ -30,14 +34,14 @@ def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None,
     return model, tokenizer
 
 
-def _stored_tokenizer(teacher):
-    source = teacher if isinstance(teacher, (str, os.PathLike)) else getattr(unwrap_model(teacher), "name_or_path", "")
-    if source:
-        try:
-            return AutoTokenizer.from_pretrained(str(source))
-        except (OSError, ValueError):
-            pass
-    raise ValueError(
-        f"No tokenizer is stored with the teacher ({str(source) or type(teacher).__name__!r}): pass the teacher's "
-        "tokenizer (`tokenizer=`), e.g. `AutoTokenizer.from_pretrained(teacher_id)`."
-    )
+def _stored_tokenizer(teacher, model_kwargs: dict | None):
+    """The tokenizer saved with the teacher, fetched like the model (same revision, token and cache)."""
+    tokenizer = find_tokenizer(teacher, **hub_kwargs(model_kwargs))
+    if tokenizer is None:
+        shown = teacher if isinstance(teacher, (str, os.PathLike)) else getattr(
+            unwrap_model(teacher), "name_or_path", "") or type(teacher).__name__
+        raise ValueError(
+            f"No tokenizer is stored with the teacher ({str(shown)!r}): pass the teacher's tokenizer (`tokenizer=`, "
+            "--tokenizer), e.g. `AutoTokenizer.from_pretrained(teacher_id)`."
+        )
+    return tokenizer

@@ -3,14 +3,20 @@ template `model_cards/student_card.md.jinja`, and the local checks run before an
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import json
 import logging
 import re
+import subprocess
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-from huggingface_hub import ModelCard, ModelCardData, constants
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..errors import HfDistillError
 from ..templates import MODEL_CARDS_DIR
@@ -22,15 +28,19 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ALLOWED_METADATA_KEYS",
     "CardError",
+    "EVAL_RESULTS_DIR",
     "PLOT_PATH",
     "build_model_card",
     "check_card",
     "duty_lines",
+    "eval_results_files",
+    "release_year",
 ]
 
 TEMPLATE_DIR = MODEL_CARDS_DIR
 TEMPLATE_NAME = "student_card.md.jinja"
 PLOT_PATH = "benchmark/student_vs_teacher.png"
+EVAL_RESULTS_DIR = ".eval_results"
 PushMode = Literal["full", "adapter", "merged"]
 
 # Keys a caller may add through `extra_metadata` (everything else is set from provenance, report and verdict).
@@ -44,10 +54,11 @@ ALLOWED_METADATA_KEYS = EXTRA_METADATA_KEYS | {
 }
 _REQUIRED_KEYS = ("license", "library_name", "pipeline_tag", "tags")
 _PATH_LIKE = re.compile(r"^(?:[./~]|[A-Za-z]:[\\/])|\\|//|/.*/")
+_HUB_DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")
 
 _CITATIONS = {
     "hf_distill": "@software{hf_distill,\n  title  = {hf\\_distill: distil LLMs on the Hugging Face stack},\n"
-    "  author = {hf\\_distill contributors},\n  year   = {2025},\n  note   = {version {version}}\n}",
+    "  author = {hf\\_distill contributors},\n  year   = {{year}},\n  note   = {version {version}}\n}",
     "hinton": "@article{hinton2015distilling,\n  title   = {Distilling the Knowledge in a Neural Network},\n"
     "  author  = {Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},\n"
     "  journal = {arXiv preprint arXiv:1503.02531},\n"
@@ -110,6 +121,9 @@ def _card_data(
     extra_metadata: Mapping[str, Any],
 ) -> ModelCardData:
     base, teacher = _hub_id(provenance.base_model), _hub_id(provenance.teacher)
+    init = provenance.base_model.details.get("student_init") if provenance.base_model else None
+    if base is None and teacher and init and init.get("teacher") == teacher:
+        base = teacher  # started as `init_student(teacher)`: the weights derive from the teacher's
     divergence = provenance.config.get("divergence", "forward_kl")
     tags = ["distillation", "knowledge-distillation", "hf-distill", divergence.replace("_", "-")]
     if teacher:
@@ -140,6 +154,48 @@ def _card_data(
     return data
 
 
+def _hub_eval_results(results: list[EvalResult]) -> list[EvalResult]:
+    """`model-index` entries as the spec defines them: `dataset.type` is a Hub dataset id (`"custom"` only when there
+    is none), and lm-eval's `num_fewshot` goes to the metric's `args` (`dataset.args` are `load_dataset()` arguments).
+    """
+    fixed = []
+    for result in results:
+        dataset_type = result.dataset_type
+        if not dataset_type or _looks_like_path(dataset_type) or not _HUB_DATASET_ID.match(dataset_type):
+            dataset_type = "custom"
+        dataset_args, metric_args = dict(result.dataset_args or {}), dict(result.metric_args or {})
+        if "num_fewshot" in dataset_args:
+            metric_args["num_fewshot"] = dataset_args.pop("num_fewshot")
+        fixed.append(dataclasses.replace(result, dataset_type=dataset_type, dataset_args=dataset_args or None,
+                                         metric_args=metric_args or None))
+    return fixed
+
+
+def eval_results_files(card: ModelCard, repo_id: str) -> dict[str, str]:
+    """The Hub's `.eval_results/<dataset>.yaml` files beside the card: for each Hub dataset, a YAML list of
+    `{dataset: {id, task_id}, value, source: {url, name}, notes}`. Results on data without a Hub id (`"custom"`)
+    stay in `model-index` only: a leaderboard needs the dataset's id."""
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for result in card.data.eval_results or []:
+        if result.dataset_type == "custom":
+            continue
+        task = result.task_name or (result.dataset_name if result.dataset_name != result.dataset_type else None)
+        settings = {**(result.dataset_args or {}), **(result.metric_args or {})}
+        notes = ", ".join([result.metric_name or result.metric_type] + [f"{k}={v}" for k, v in settings.items()]
+                          + ([f"split {result.dataset_split}"] if result.dataset_split else []))
+        by_dataset.setdefault(result.dataset_type, []).append({
+            "dataset": {"id": result.dataset_type, "task_id": task or result.metric_type},
+            "value": result.metric_value,
+            "source": {"url": f"{constants.ENDPOINT}/{repo_id}", "name": "hf_distill benchmark (self-reported)"},
+            "notes": notes,
+        })
+    return {
+        f"{EVAL_RESULTS_DIR}/{re.sub(r'[^a-z0-9_.-]+', '_', dataset_id.lower())}.yaml":
+        yaml.safe_dump(entries, sort_keys=False, allow_unicode=True)
+        for dataset_id, entries in by_dataset.items()
+    }
+
+
 # -- body ------------------------------------------------------------------------------------------------------------
 
 
@@ -163,6 +219,16 @@ def _size(num_parameters: int | None) -> str:
     return f"{num_parameters}-parameter"
 
 
+def _starting_point(provenance: Provenance) -> str:
+    if provenance.base_model is None:
+        return "none (from scratch)"
+    init = provenance.base_model.details.get("student_init")
+    if init:
+        return (f"{_link(provenance.base_model)}: `init_student` copy of teacher layers `{init.get('layer_map')}` "
+                f"(strategy `{init.get('strategy')}`)")
+    return _link(provenance.base_model)
+
+
 def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
     """A one-line summary of the loss and the recipe table."""
     config, student = provenance.config, provenance.student
@@ -171,12 +237,16 @@ def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
     summary = f"`{divergence}` divergence, alpha {alpha}, temperature {temperature}"
     rows = [
         ("teacher", _link(provenance.teacher)),
-        ("starting checkpoint", _link(provenance.base_model) if provenance.base_model else "none (from scratch)"),
+        ("starting checkpoint", _starting_point(provenance)),
         ("student", f"{student.get('architecture')} ({student.get('num_parameters', 0):,} parameters, "
                     f"{student.get('num_trainable_parameters', 0):,} trained, {student.get('dtype')})"),
         ("divergence", f"`{divergence}`" + (f" (beta {config.get('beta', 0.5)})" if divergence == "jsd" else "")),
         ("loss", f"{alpha} × KD + {round(1 - float(alpha), 6)} × cross-entropy, temperature {temperature}"),
     ]
+    gguf = (provenance.teacher.details.get("gguf") if provenance.teacher else None) or {}
+    if gguf:
+        rows.insert(1, ("teacher weights", f"dequantised from the GGUF file `{gguf['file_name']}` "
+                                           f"({gguf['file_type']}, sha256 `{gguf['sha256']}`)"))
     if "adapter" in student:
         adapter = student["adapter"]
         rows.append(("adapter", f"{adapter.get('peft_type')} r={adapter.get('r')}, alpha={adapter.get('lora_alpha')}, "
@@ -270,6 +340,9 @@ def duty_lines(verdict: LicenseVerdict) -> list[str]:
     lines += [f"Show “{line}” prominently (done at the top of this card)." for line in duties.attribution_lines]
     if duties.notice_lines:
         lines.append("Keep the [`NOTICE`](NOTICE) file: " + " ".join(duties.notice_lines))
+    if duties.modification_notices:
+        lines.append("Modified files say so: the [`NOTICE`](NOTICE) file states that the weights were changed from "
+                     "those of " + ", ".join(duties.modification_notices) + ".")
     if duties.license_copies:
         lines.append(f"Ship a copy of the licence ([`LICENSE`](LICENSE)): {', '.join(duties.license_copies)}.")
     if duties.non_commercial:
@@ -287,7 +360,29 @@ def _citations(provenance: Provenance) -> list[str]:
     keys += [divergence_key] if divergence_key else []
     keys.append("trl")
     version = provenance.hf_distill.get("version") or "unknown"
-    return [_CITATIONS[key].replace("{version}", version) for key in keys]
+    year = release_year(provenance.hf_distill.get("git_commit")) or (provenance.created_at or "")[:4] or "n.d."
+    return [_CITATIONS[key].replace("{version}", version).replace("{year}", year) for key in keys]
+
+
+def release_year(git_commit: str | None = None) -> str | None:
+    """The year the installed hf_distill was made: the date of its git commit when it runs from a checkout, else the
+    date its installed metadata was written (the install of a released wheel); `None` when neither is known."""
+    package_dir = Path(__file__).resolve().parent
+    if git_commit:
+        try:
+            result = subprocess.run(["git", "-C", str(package_dir), "show", "-s", "--format=%cs", git_commit],
+                                    capture_output=True, text=True, timeout=5)
+            if result.returncode == 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", result.stdout.strip()):
+                return result.stdout.strip()[:4]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        distribution = importlib.metadata.distribution("hf_distill")
+        record = next((f for f in distribution.files or [] if f.name == "METADATA"), None)
+        path = Path(distribution.locate_file(record)) if record is not None else None
+        return str(datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).year) if path else None
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        return None
 
 
 def _template() -> jinja2.Template:
@@ -348,7 +443,7 @@ def build_model_card(
     model_name = repo_id.split("/")[-1]
     if verdict is None:
         verdict = provenance.check_license(student_license=student_license, student_name=repo_id)
-    eval_results = list(report.to_eval_results()) if report is not None else []
+    eval_results = _hub_eval_results(list(report.to_eval_results())) if report is not None else []
     data = _card_data(provenance, verdict, mode=mode, model_name=model_name, eval_results=eval_results,
                       co2_eq_emissions=co2_eq_emissions, extra_metadata=extra_metadata)
     summary, recipe_rows = _recipe(provenance)

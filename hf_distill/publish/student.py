@@ -1,5 +1,6 @@
 """Publish a distilled student: licence pre-flight and local card checks, then one commit with weights (safetensors),
-tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files."""
+tokenizer, generation config, README.md, LICENSE/NOTICE when required, provenance and benchmark files (with the
+Hub's `.eval_results/*.yaml` files when the benchmark ran on Hub datasets)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
 from ..benchmark import BenchmarkReport
 from ..safe_loading import safe_init_kwargs
-from .card import PLOT_PATH, build_model_card, check_card
+from .card import PLOT_PATH, build_model_card, check_card, eval_results_files
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
 from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, is_hub_id, weight_file_hashes
 from .repo import PushError, require_token, validate_repo_id
@@ -152,9 +153,29 @@ def _read_license_file(source) -> str | None:
     return None
 
 
-def _notice_text(verdict: LicenseVerdict, folder: Path) -> str | None:
-    lines = [line for line in (folder / "NOTICE").read_text().splitlines()] if (folder / "NOTICE").is_file() else []
-    lines += [line for line in verdict.duties.notice_lines if line not in lines]
+def _upstream_notices(provenance: Provenance) -> list[str]:
+    """NOTICE files found beside the sources the student's weights derive from: Apache-2.0 §4(d) asks a derivative
+    work to carry the attribution notices of the Work's NOTICE file."""
+    weight_sources = [provenance.base_model] + ([provenance.teacher] if provenance.weight_derived else [])
+    lines: list[str] = []
+    for source in (s for s in weight_sources if s is not None and s.local_folder):
+        for name in ("NOTICE", "NOTICE.txt"):
+            path = Path(source.local_folder) / name
+            if path.is_file():
+                lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+                break
+    return lines
+
+
+def _notice_text(verdict: LicenseVerdict, folder: Path, provenance: Provenance | None = None) -> str | None:
+    """NOTICE: the folder's own, the upstream NOTICE files, the required notice lines, and a statement of change for
+    each source whose licence asks modified files to say so (Apache-2.0 §4(b), Gemma §3.1, MRL-0.1 §2.3(b))."""
+    lines = (folder / "NOTICE").read_text().splitlines() if (folder / "NOTICE").is_file() else []
+    added = _upstream_notices(provenance) if provenance is not None else []
+    added += verdict.duties.notice_lines
+    added += [f"Modified: the weights of this model were changed from those of {source} by distillation training "
+              "with hf_distill." for source in verdict.duties.modification_notices]
+    lines += [line for line in dict.fromkeys(added) if line.strip() and line not in lines]
     return "\n".join(lines) + "\n" if lines else None
 
 
@@ -220,7 +241,7 @@ def plan_push(
     generated: dict[str, bytes] = {}
     if verdict.needs_license_file:
         generated["LICENSE"] = _license_text(verdict, provenance, folder).encode()
-    notice = _notice_text(verdict, folder)
+    notice = _notice_text(verdict, folder, provenance)
     if notice:
         generated["NOTICE"] = notice.encode()
     report, plot_path, report_files = _benchmark_files(report, folder, workdir)
@@ -231,6 +252,7 @@ def plan_push(
                             co2_eq_emissions=co2_eq_emissions, extra_metadata=extra_metadata)
     check_card(card)
     generated["README.md"] = str(card).encode()
+    generated |= {path: text.encode() for path, text in eval_results_files(card, repo_id).items()}  # same commit
     operations = [
         CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in _files_to_upload(source, mode)
     ]

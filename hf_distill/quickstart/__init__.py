@@ -5,7 +5,7 @@ distilled student and an SFT student trained alike (`training`), benchmarked tog
 student's card, plots, provenance and a Space (`pipeline.run_quickstart`).
 """
 
-from .pipeline import QuickstartError, QuickstartResult, run_quickstart
+from .pipeline import QuickstartError, QuickstartResult, QuickstartStageError, run_quickstart
 from .presets import PRESETS, QuickstartPreset
 from .tasks import TASKS, answer_is_valid, build_task_dataset
 
@@ -15,6 +15,7 @@ __all__ = [
     "QuickstartError",
     "QuickstartPreset",
     "QuickstartResult",
+    "QuickstartStageError",
     "answer_is_valid",
     "build_task_dataset",
     "run_quickstart",

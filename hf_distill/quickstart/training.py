@@ -14,6 +14,7 @@ import torch
 from datasets import Dataset
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..training.config import DistillationConfig
 from ..training.trainer import DistillationTrainer
@@ -23,6 +24,7 @@ from .presets import QuickstartPreset
 __all__ = [
     "TeacherInfo",
     "cache_root",
+    "hf_home",
     "student_config",
     "train_sft_student",
     "train_distilled_student",
@@ -33,9 +35,17 @@ TEACHER_LICENSE = "apache-2.0"
 _CACHE_VERSION = 1  # bump when the dataset generator or teacher recipe changes
 
 
+def hf_home() -> Path:
+    """The Hugging Face cache folder, read when called (as `huggingface_hub` defines it): `$HF_HOME`, else
+    `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "huggingface"
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """`cache_dir`, else `$HF_DISTILL_CACHE`, else `~/.cache/hf_distill`."""
-    root = cache_dir or os.environ.get("HF_DISTILL_CACHE") or Path.home() / ".cache" / "hf_distill"
+    """`cache_dir`, else `$HF_DISTILL_CACHE`, else `hf_distill/` in the Hugging Face cache folder (`hf_home()`)."""
+    root = cache_dir or os.environ.get("HF_DISTILL_CACHE") or hf_home() / "hf_distill"
     return Path(root).expanduser()
 
 
@@ -68,8 +78,21 @@ def _training_kwargs(preset: QuickstartPreset, steps: int, learning_rate: float,
     )
 
 
+class _BarOnlyProgress(ProgressCallback):
+    """transformers' progress bar without its `{'loss': ...}` lines on stdout: the quickstart prints its own stages
+    and table there; the logged values stay in `trainer.state.log_history` and the training-curves plot."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
 def _fit(trainer, output_dir: Path):
     """Train, then save the model (and, for `DistillationTrainer`, its provenance) to `output_dir`."""
+    had_bar = any(isinstance(callback, ProgressCallback) for callback in trainer.callback_handler.callbacks)
+    for printer in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(printer)
+    if had_bar:
+        trainer.add_callback(_BarOnlyProgress())
     trainer.train()
     trainer.save_model(str(output_dir))
     return trainer

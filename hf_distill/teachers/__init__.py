@@ -12,11 +12,13 @@ from typing import Any
 from .base import TeacherHidden, TeacherSource, TeacherTargets, TeacherTopK
 from .cached_topk import CachedTopKTeacher
 from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model
+from .served import ServedTeacher
 
 __all__ = [
     "TEACHER_SOURCES",
     "CachedTopKTeacher",
     "LocalModelTeacher",
+    "ServedTeacher",
     "TeacherHidden",
     "TeacherSource",
     "TeacherTargets",
@@ -40,6 +42,7 @@ def _local_model(teacher_model, args, dataset_columns, **kwargs) -> TeacherSourc
 
 
 TEACHER_SOURCES: list[Callable[..., TeacherSource | None]] = [
+    ServedTeacher.from_trainer_inputs,  # before the local model: a URL is not a path
     _local_model,
     CachedTopKTeacher.from_trainer_inputs,
 ]

@@ -14,6 +14,7 @@ import torch
 from ..fingerprints import TeacherProvenance
 from ..formats.cache import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
 from ..losses.sparse import SparseTeacherError
+from ..vocabulary import tokenizer_rows
 from .base import TeacherSource, TeacherTopK
 
 if TYPE_CHECKING:
@@ -59,9 +60,12 @@ class CachedTopKTeacher(TeacherSource):
         cache = CacheInfo.from_json(info.description or "") if info is not None else None
         if cache is None:
             return cls()
-        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved"))
+        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved",
+                                     gguf=cache.teacher_gguf))
 
     def setup(self, trainer: DistillationTrainer) -> None:
+        # The cache holds the teacher's distribution over the tokenizer's ids: normalise the student over the same.
+        trainer.student_head.vocab_size = tokenizer_rows(trainer.tokenizer, trainer.student_head.num_rows)
         if trainer.args.temperature != 1.0:
             raise SparseTeacherError(
                 f"`temperature` (--temperature) is {trainer.args.temperature}, but a cached teacher holds "

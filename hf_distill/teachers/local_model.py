@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from ..gguf import load_causal_lm
 from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
+from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .base import TeacherHidden, TeacherSource
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ def load_teacher_model(
     if isinstance(teacher, (str, os.PathLike)):
         check_safetensors_weights(teacher, init_kwargs, argument="teacher_model")
         kwargs = safe_init_kwargs({"dtype": "auto", **(init_kwargs or {})}, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(str(teacher), **kwargs)
+        model = load_causal_lm(teacher, kwargs)
     elif isinstance(teacher, nn.Module):
         if init_kwargs:
             logger.warning("`teacher_model_init_kwargs` is ignored: the teacher is already instantiated.")
@@ -73,55 +76,40 @@ def _warn_if_trainable(model: nn.Module) -> None:
         )
 
 
-def _teacher_tokenizer(teacher: str | os.PathLike | nn.Module) -> PreTrainedTokenizerBase | None:
-    """The teacher's own tokenizer when it can be found without the network: its local folder or the Hub cache."""
-    path = teacher if isinstance(teacher, (str, os.PathLike)) else getattr(unwrap_model(teacher), "name_or_path", "")
-    if not path:
-        return None
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception:  # no tokenizer files there: fall back to the size checks
-        return None
-
-
-def _maps_ids_alike(tokenizer, teacher_tokenizer) -> bool:
-    """Every token of the student's tokenizer has the same id in the teacher's (which may add tokens beyond it)."""
-    teacher_vocab = teacher_tokenizer.get_vocab()
-    return all(teacher_vocab.get(token) == index for token, index in tokenizer.get_vocab().items())
-
-
 def align_vocabularies(
     student_head: OutputHead,
     teacher_head: OutputHead,
     tokenizer: PreTrainedTokenizerBase,
     teacher_tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    teacher_config=None,
+    texts: Iterable[str] = (),
 ) -> int:
-    """Make both heads count the same vocabulary rows, or raise `ValueError` when the vocabularies really differ.
+    """Make both heads count exactly the tokenizer's rows, or raise [`VocabularyMismatchError`] when the teacher
+    cannot read the student's token ids as its own ([`hf_distill.vocabulary.check_shared_vocabulary`]).
 
     Embeddings are often padded beyond the tokenizer (Qwen2.5-7B has 152,064 rows, Qwen2.5-0.5B 151,936, both for a
     151,665-token tokenizer): rows no token id can reach are dropped from both. Different tokenizers cannot be
     aligned this way; they need sequence-level distillation.
     """
-    num_tokens = len(tokenizer)
-    student_rows, teacher_rows = student_head.num_rows, teacher_head.num_rows
-    same_tokenizer = teacher_tokenizer is None or _maps_ids_alike(tokenizer, teacher_tokenizer)
-    if not same_tokenizer or min(student_rows, teacher_rows) < num_tokens:
-        teacher_tokens = len(teacher_tokenizer) if teacher_tokenizer is not None else "unknown"
-        raise ValueError(
-            f"The teacher's vocabulary ({teacher_rows} embedding rows, tokenizer of {teacher_tokens} tokens) does not "
-            f"match the student's ({student_rows} embedding rows, tokenizer of {num_tokens} tokens). Logit "
-            "distillation needs a shared tokenizer: choose a teacher of the same family, or distil at sequence level "
-            "(`hf_distill.data.generate_completions` / `hf-distill generate`, then train on the generated "
-            "completions)."
-        )
-    common = min(student_rows, teacher_rows)
-    if student_rows != teacher_rows:
-        logger.info(
-            "Student and teacher embeddings are padded differently (%d vs %d rows, %d tokens): distilling over the "
-            "first %d rows.", student_rows, teacher_rows, num_tokens, common
-        )
-    student_head.vocab_size = teacher_head.vocab_size = common
-    return common
+    num_tokens = check_shared_vocabulary(
+        tokenizer, student_rows=student_head.num_rows, teacher_rows=teacher_head.num_rows,
+        teacher_tokenizer=teacher_tokenizer, teacher_config=teacher_config, texts=texts,
+    )
+    if max(student_head.num_rows, teacher_head.num_rows) > num_tokens:
+        logger.info("Embeddings padded beyond the tokenizer (student %d, teacher %d rows): distilling over its %d "
+                    "tokens.", student_head.num_rows, teacher_head.num_rows, num_tokens)
+    student_head.vocab_size = teacher_head.vocab_size = num_tokens
+    return num_tokens
+
+
+def _training_texts(trainer: DistillationTrainer, num_rows: int = 16) -> list[str]:
+    """A few training rows as text (decoded from the prepared dataset), to compare both tokenizers on."""
+    dataset = trainer.train_dataset
+    if dataset is None or not hasattr(dataset, "__len__") or "input_ids" not in (dataset.column_names or []):
+        return []
+    rows = dataset.select(range(min(num_rows, len(dataset))))["input_ids"]
+    return [trainer.tokenizer.decode(list(row), skip_special_tokens=True) for row in rows]
 
 
 class LocalModelTeacher(TeacherSource):
@@ -144,12 +132,16 @@ class LocalModelTeacher(TeacherSource):
     def __init__(self, teacher, init_kwargs=None, *, teacher_tokenizer=None, trust_remote_code=False):
         self.source = teacher
         self.model = load_teacher_model(teacher, init_kwargs, trust_remote_code=trust_remote_code)
-        self.teacher_tokenizer = teacher_tokenizer if teacher_tokenizer is not None else _teacher_tokenizer(teacher)
+        if teacher_tokenizer is None:  # fetched like the model: same revision, token, cache, offline setting
+            located = hub_kwargs({**(init_kwargs or {}), "trust_remote_code": trust_remote_code})
+            teacher_tokenizer = find_tokenizer(teacher, config=unwrap_model(self.model).config, **located)
+        self.teacher_tokenizer = teacher_tokenizer
         self.head: OutputHead | None = None
 
     def setup(self, trainer: DistillationTrainer) -> None:
         self.head = OutputHead.from_model(self.model)
-        align_vocabularies(trainer.student_head, self.head, trainer.tokenizer, self.teacher_tokenizer)
+        align_vocabularies(trainer.student_head, self.head, trainer.tokenizer, self.teacher_tokenizer,
+                           teacher_config=unwrap_model(self.model).config, texts=_training_texts(trainer))
         self.model = self._place(trainer)
         self.head = OutputHead.from_model(self.model, vocab_size=self.head.vocab_size)
 

@@ -13,6 +13,7 @@ _EXPORTS = {
     "DistillationConfig": ".config",
     "DistillationConfigError": ".config",
     "DistillationTrainer": ".trainer",
+    "HardwareSFTConfig": ".config",
     "ModelSetupError": ".preflight",
     "last_complete_checkpoint": ".checkpoints",
 }

@@ -16,7 +16,8 @@ __all__ = ["DistillationCollator"]
 @dataclass
 class DistillationCollator(DataCollatorForLanguageModeling):
     """Pads `input_ids`, `labels` and the attention mask exactly as TRL's `DataCollatorForLanguageModeling`, and pads
-    each per-token teacher column along the sequence axis.
+    each per-token teacher column along the sequence axis. Padding-free batches also get `example_lengths`
+    `(num_examples,)`, the tokens of each example in their one row.
 
     Args:
         pad_token_id (`int`): token id used for padding.
@@ -47,6 +48,8 @@ class DistillationCollator(DataCollatorForLanguageModeling):
                 "DistillationConfig (--padding_free false)."
             )
         output = super().torch_call(examples)
+        if self.padding_free:  # one row holds every example: keep where each ends (packed ones hold several documents)
+            output["example_lengths"] = torch.tensor([len(example["input_ids"]) for example in examples])
         seq_len = output["input_ids"].shape[1]
         for column, pad_value in self.teacher_columns.items():
             output[column] = self._pad_column(examples, column, pad_value, seq_len)

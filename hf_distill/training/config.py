@@ -10,7 +10,13 @@ from trl import SFTConfig
 from ..errors import HfDistillError
 from ..losses import DIVERGENCES
 
-__all__ = ["DistillationConfig", "DistillationConfigError"]
+__all__ = [
+    "ConfigFieldPassedToTrainerError",
+    "DistillationConfig",
+    "DistillationConfigError",
+    "HardwareSFTConfig",
+    "reject_config_fields_in_trainer_kwargs",
+]
 
 
 def _cuda_bf16_available() -> bool:
@@ -19,8 +25,80 @@ def _cuda_bf16_available() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+
+
+def follow_hardware(config: SFTConfig) -> None:
+    """Defaults that depend on the machine, set before `SFTConfig.__post_init__` runs:
+
+    - bf16: TRL turns it on everywhere, which fails without a bf16 GPU; on only where the GPU supports it.
+    - pinned memory: useless without an accelerator (torch warns on every run); off there.
+    - TRL's `gradient_checkpointing=True` default moves to its new name `activation_checkpointing`, so transformers'
+      deprecation warning only fires when the user wrote the old name themselves (with a non-default value).
+    """
+    if config.bf16 is None and not config.fp16:
+        config.bf16 = _cuda_bf16_available()
+    if config.dataloader_pin_memory and not _accelerator_available():
+        config.dataloader_pin_memory = False
+    if config.activation_checkpointing is None and config.gradient_checkpointing is True:
+        config.activation_checkpointing, config.gradient_checkpointing = True, None
+
+
 class DistillationConfigError(HfDistillError, ValueError):
     """One or more `DistillationConfig` fields are invalid; the message lists every problem and its fix."""
+
+
+class ConfigFieldPassedToTrainerError(DistillationConfigError, TypeError):
+    """A `DistillationConfig` field was given to `DistillationTrainer(...)` as a keyword argument."""
+
+
+def reject_config_fields_in_trainer_kwargs(kwargs: dict[str, Any]) -> None:
+    """Raise [`ConfigFieldPassedToTrainerError`] for keys of `kwargs` (the extra keyword arguments of
+    `DistillationTrainer`) that `trl.SFTTrainer` does not take but that are `DistillationConfig` fields, saying where
+    they go instead of Python's bare `TypeError: ... got an unexpected keyword argument`."""
+    import inspect
+    from dataclasses import fields
+
+    from trl import SFTTrainer
+
+    accepted = set(inspect.signature(SFTTrainer.__init__).parameters)
+    config_fields = {f.name for f in fields(DistillationConfig)}
+    misplaced = sorted(key for key in kwargs if key not in accepted and key in config_fields)
+    if misplaced:
+        settings = ", ".join(f"{key}=..." for key in misplaced)
+        flags = " ".join(f"--{key} ..." for key in misplaced)
+        raise ConfigFieldPassedToTrainerError(
+            f"{', '.join(repr(k) for k in misplaced)} {'is a field' if len(misplaced) == 1 else 'are fields'} of "
+            f"DistillationConfig, not {'an argument' if len(misplaced) == 1 else 'arguments'} of DistillationTrainer: "
+            f"pass `args=DistillationConfig(..., {settings})` (on the command line: `hf-distill train {flags}`, or "
+            "the same keys in a --config recipe)."
+        )
+
+
+def _json_object(text: str, name: str) -> Any:
+    """`text` parsed as JSON; a syntax error names the field and its flag and shows a valid value."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DistillationConfigError(
+            f"`{name}` (--{name}) is not valid JSON ({error.msg} at character {error.pos} of {text!r}): write a JSON "
+            f"object with double-quoted keys, e.g. --{name} '{{\"dtype\": \"bfloat16\"}}'."
+        ) from None
+
+
+@dataclass
+class HardwareSFTConfig(SFTConfig):
+    """`trl.SFTConfig` whose bf16, pinned-memory and checkpointing defaults follow the machine (see
+    `follow_hardware`): the configuration of plain SFT steps (sequence-level distillation) that also run on a CPU."""
+
+    def __post_init__(self):
+        follow_hardware(self)
+        super().__post_init__()
 
 
 @dataclass
@@ -105,14 +183,10 @@ class DistillationConfig(SFTConfig):
     )
 
     def __post_init__(self):
-        # TRL turns bf16 on by default, which fails on machines without bf16 GPUs; follow the hardware instead.
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = _cuda_bf16_available()
+        follow_hardware(self)
         super().__post_init__()
         if isinstance(self.teacher_model_init_kwargs, str):
-            import json
-
-            self.teacher_model_init_kwargs = json.loads(self.teacher_model_init_kwargs)
+            self.teacher_model_init_kwargs = _json_object(self.teacher_model_init_kwargs, "teacher_model_init_kwargs")
         problems = self.distillation_problems()
         if problems:
             raise DistillationConfigError(

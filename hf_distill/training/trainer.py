@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,8 +16,9 @@ from ..benchmark.plots import plot_training_curves
 from ..formats.cache import CachedDatasetError, check_tokenizer_hash, is_cached_dataset, prepare_cached_rows
 from ..formats.checks import check_cached_targets
 from ..formats.truncation import prepare_with_truncation_report
-from ..heads import OutputHead, add_hidden_states_forward
-from ..losses.terms import KDTerms, LossSettings
+from ..gguf import gguf_file_of, load_gguf_student
+from ..heads import OutputHead, final_hidden_states, unwrap_model
+from ..losses.terms import LossSettings
 from ..publish.card import build_model_card
 from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources
 from ..publish.student import push_student
@@ -25,8 +27,9 @@ from ..teachers import TeacherSource, resolve_teacher_source
 from . import checkpoint_state
 from .checkpoints import last_complete_checkpoint
 from .collator import DistillationCollator
-from .config import DistillationConfig
+from .config import DistillationConfig, reject_config_fields_in_trainer_kwargs
 from .preflight import check_before_loading
+from .token_stats import TokenStatsMixin, mask_repeated_examples, trained_positions
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ _MODEL_INPUT_KEYS = (
 )
 
 
-class DistillationTrainer(SFTTrainer):
+class DistillationTrainer(TokenStatsMixin, SFTTrainer):
     """Distil a teacher into a student with TRL's SFT data handling: every TRL dataset format, chat templates,
     completion-only masks, packing, PEFT (LoRA, QLoRA) and the usual `Trainer` machinery.
 
@@ -53,7 +56,9 @@ class DistillationTrainer(SFTTrainer):
             `args.teacher_model_name_or_path`, or the cached teacher columns of the dataset.
         args ([`DistillationConfig`], *optional*): training and distillation settings.
         teacher_processing_class (`PreTrainedTokenizerBase`, *optional*): the teacher's tokenizer, to check it
-            matches the student's (found automatically when the teacher is a local folder).
+            matches the student's (otherwise fetched like the teacher: its folder, or its Hub repo at its revision).
+        teacher_server (`ServedTeacher`, *optional*): a teacher served by vLLM or SGLang over HTTP (its top-k
+            log-probs); `teacher_model="http://host:port"` is the same with the defaults.
         Other arguments are those of [`trl.SFTTrainer`].
 
     Example:
@@ -84,9 +89,11 @@ class DistillationTrainer(SFTTrainer):
         processing_class=None,
         *,
         teacher_processing_class=None,
+        teacher_server=None,
         peft_config=None,
         **kwargs: Any,
     ):
+        reject_config_fields_in_trainer_kwargs(kwargs)  # e.g. teacher_model_init_kwargs= belongs in the config
         args = self._check_args(args, model)
         if isinstance(model, (str, os.PathLike)):  # TRL loads it with `args.model_init_kwargs`: safetensors only
             check_safetensors_weights(model, args.model_init_kwargs, argument="model")
@@ -102,7 +109,10 @@ class DistillationTrainer(SFTTrainer):
         self.teacher: TeacherSource = resolve_teacher_source(
             teacher_model, args, columns,
             teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
+            teacher_server=teacher_server,
         )
+        if isinstance(model, (str, os.PathLike)) and gguf_file_of(args.model_init_kwargs):
+            model, processing_class = load_gguf_student(model, args.model_init_kwargs, processing_class)
         super().__init__(
             model,
             args=args,
@@ -114,9 +124,9 @@ class DistillationTrainer(SFTTrainer):
             **kwargs,
         )
         self._use_distillation_collator()
-        add_hidden_states_forward(self.model)
+        _remove_trl_fused_forward(self.model)
         self.student_head = OutputHead.from_model(self.model)
-        self.loss_settings = LossSettings.from_config(self.args)
+        self._stat_sums: dict[str, torch.Tensor] = {}  # per mode: summed stats of the current logging window
         self.teacher.setup(self)
         # The datasets as given: the provenance's privacy scan reads their text, which tokenizing or packing may drop.
         self._source_datasets = (train_dataset, eval_dataset)
@@ -206,58 +216,42 @@ class DistillationTrainer(SFTTrainer):
 
     # -- loss -------------------------------------------------------------------------------------------------------
 
+    @property
+    def loss_settings(self) -> LossSettings:
+        """The loss fields of `self.args`, read on every batch: a callback that changes `args.alpha` (or the
+        divergence, temperature, ...) changes the loss and its gradient from the next batch on."""
+        return LossSettings.from_config(self.args)
+
+    @loss_settings.setter
+    def loss_settings(self, settings: LossSettings) -> None:
+        settings.apply_to(self.args)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        labels = inputs["labels"][:, 1:]
-        position_mask = labels != -100
+        settings = self.loss_settings
+        labels = inputs["labels"]
+        if mode == "eval" and self.accelerator.num_processes > 1:
+            labels = mask_repeated_examples(labels, inputs, self.accelerator.gradient_state,
+                                            self.accelerator.process_index)
+        position_mask = trained_positions(labels)
         model_inputs = {key: inputs[key] for key in _MODEL_INPUT_KEYS if key in inputs}
-        hidden = model(**model_inputs, return_hidden_states_only=True)
-        student_hidden = hidden[:, :-1][position_mask]
+        student_hidden = final_hidden_states(model, **model_inputs)[:, :-1][position_mask]
         teacher_targets = self.teacher.targets(inputs, position_mask)
-        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[position_mask], self.loss_settings)
+        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[:, 1:][position_mask], settings)
+        objective = settings.alpha * terms.kd_sum + (1 - settings.alpha) * terms.ce_sum
 
         # Normalise by the tokens of the whole accumulated batch across processes, like SFTTrainer's loss.
         denominator = num_items_in_batch if num_items_in_batch is not None else terms.num_positions
-        denominator = torch.as_tensor(denominator, device=terms.kd_sum.device).clamp(min=1)
-        alpha = self.args.alpha
-        loss = (alpha * terms.kd_sum + (1 - alpha) * terms.ce_sum) / denominator
+        loss = objective / torch.as_tensor(denominator, device=terms.kd_sum.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self._tp_size)
 
-        self._log_terms(mode, terms, inputs)
+        self._record_stats(mode, objective, terms, inputs)  # TokenStatsMixin: the logged metrics
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
-
-    def _log_terms(self, mode: str, terms: KDTerms, inputs: dict[str, Any]) -> None:
-        gather = self.accelerator.gather_for_metrics
-        device = terms.kd_sum.device
-        stats = torch.stack(
-            [
-                terms.kd_sum.detach().float(),
-                terms.ce_sum.detach().float(),
-                terms.num_teacher_agree.float(),
-                terms.num_label_correct.float(),
-                torch.tensor(float(terms.num_positions), device=device),
-            ]
-        )
-        kd, ce, agree, correct, count = gather(stats.unsqueeze(0)).sum(0).tolist()
-        if count > 0:
-            metrics = self._metrics[mode]
-            metrics["kd_loss"].append(kd / count)
-            metrics["ce_loss"].append(ce / count)
-            metrics["teacher_agreement"].append(agree / count)
-            metrics["mean_token_accuracy"].append(correct / count)
-        if mode == "train":
-            if "attention_mask" in inputs:
-                local = inputs["attention_mask"].sum()
-            else:
-                local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
-            self._total_train_tokens += int(gather(local.reshape(1)).sum().item()) // self._tp_size
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-
 
     # -- cached teacher datasets (offline-teachers issue) ----------------------------------------------------------
 
@@ -473,6 +467,17 @@ class DistillationTrainer(SFTTrainer):
                 self.args.hub_strategy, self.args.output_dir,
             )
             self._warned_checkpoint_push = True
+
+
+def _remove_trl_fused_forward(model) -> None:
+    """Drop the `forward` that `SFTTrainer` sets on the student instance (`trl.trainer.utils.add_fused_lm_head`): its
+    closure holds the original model, so a `copy.deepcopy` of the student (`trl.create_reference_model`, a second
+    trainer on a copy) would run the original's weights. This trainer never calls it (`compute_loss` reads the final
+    hidden states through a temporary hook, `heads.final_hidden_states`)."""
+    inner = unwrap_model(model)
+    code = getattr(getattr(vars(inner).get("forward"), "__func__", None), "__code__", None)
+    if code is not None and code.co_name == "_fused_forward" and "trl" in Path(code.co_filename).parts:
+        del inner.forward
 
 
 def _column_names(dataset) -> list[str]:

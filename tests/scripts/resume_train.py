@@ -2,14 +2,19 @@
 `tests/test_checkpoint_state.py` under `torchrun --nproc_per_node 2` (gloo, CPU) to check per-process RNG files and a
 resume across processes.
 
-python -m tests.scripts.resume_train OUTPUT_DIR [--max-steps N] [--save-steps K] [--resume]
+python -m tests.scripts.resume_train OUTPUT_DIR [--max-steps N] [--save-steps K] [--resume] [--probe-dir DIR]
+
+The student has attention dropout (so each process's restored RNG state matters); with `--probe-dir`, each process
+writes the steps it executed and its optimizer moments (`tests/scripts/resume_probe.py`) there.
 """
 
 import argparse
+import os
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from tests import tiny
 from tests.no_pickle import refuse_unpickling
+from tests.scripts.resume_probe import ResumeProbe, with_dropout
 
 
 def main():
@@ -18,6 +23,7 @@ def main():
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--save-steps", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--probe-dir")
     cli = parser.parse_args()
     if cli.resume:  # the resume reads safetensors and JSON only
         refuse_unpickling()
@@ -30,9 +36,13 @@ def main():
         warmup_steps=1, logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True,
         disable_tqdm=True,
     )
+    probe = ResumeProbe(
+        snapshot_step=cli.save_steps, folder=cli.probe_dir, tag="resumed" if cli.resume else "fresh",
+        rank=int(os.environ.get("RANK", 0)),
+    )
     trainer = DistillationTrainer(
-        model=factory("llama", seed=1), teacher_model=factory("qwen2", hidden=48, seed=2), args=args,
-        train_dataset=tiny.prompt_completion_dataset(32, seed=5), processing_class=tokenizer,
+        model=with_dropout(factory("llama", seed=1)), teacher_model=factory("qwen2", hidden=48, seed=2), args=args,
+        train_dataset=tiny.prompt_completion_dataset(32, seed=5), processing_class=tokenizer, callbacks=[probe],
     )
     trainer.train(resume_from_checkpoint=True if cli.resume else None)
 

@@ -17,12 +17,16 @@ from .rules import (
     Severity,
     Terms,
     normalize_license,
+    split_licenses,
 )
 
 __all__ = ["Duties", "LicenseConflictError", "LicenseReason", "LicenseVerdict", "check_license"]
 
 _RANK = {"ok": 0, "warn": 1, "conflict": 2}
 _PERMISSIVE_FAMILIES = ("permissive", "public-domain")
+# Student licences that let a derivative add its own terms (Gemma §3.1, Qwen §3(d), RAIL §4, MRL §2.3): a
+# non-commercial limit required by another source can be added to them.
+_TAKES_ADDITIONAL_TERMS = frozenset(lid for lid, rule in LICENSE_RULES.items() if rule.weights.additional_terms)
 
 
 class LicenseConflictError(HfDistillError, ValueError):
@@ -34,7 +38,8 @@ class Duties:
     """What a published student must carry, merged over all its sources.
 
     Args:
-        name_prefix (`str`, *optional*): the student's name must start with this (e.g. `"Llama"`).
+        name_prefix (`str`, *optional*): the student's name must start with this (e.g. `"Llama"`); a name without
+            it is a conflict.
         attribution_lines (`list[str]`): lines shown prominently at the top of the card ("Built with Llama").
         notice_lines (`list[str]`): the NOTICE file, one line each.
         license_copies (`list[str]`): licence ids whose text ships in `LICENSE`.
@@ -42,6 +47,8 @@ class Duties:
         share_alike (`bool`): the student keeps its sources' ShareAlike licence.
         use_restrictions (`list[str]`): use policies and limits that bind downstream users.
         credits (`list[str]`): sources the card must name and link (attribution licences).
+        modification_notices (`list[str]`): sources whose licence asks modified files to carry prominent notices
+            stating that they were changed ("source (licence)").
     """
 
     name_prefix: str | None = None
@@ -52,6 +59,7 @@ class Duties:
     share_alike: bool = False
     use_restrictions: list[str] = field(default_factory=list)
     credits: list[str] = field(default_factory=list)
+    modification_notices: list[str] = field(default_factory=list)
 
     def add(self, terms: Terms, source: str, license_id: str, family: str) -> None:
         self.name_prefix = self.name_prefix or terms.name_prefix
@@ -64,6 +72,7 @@ class Duties:
             _append(self.use_restrictions, restriction)
         if family not in ("public-domain", "unknown", "closed"):
             _append(self.credits, source)
+        _append(self.modification_notices, f"{source} ({license_id})" if terms.modified_notice else None)
 
 
 @dataclass
@@ -138,6 +147,8 @@ def _obligations(
     for name, license_id in named:
         label = f"dataset {name}" if isinstance(name, str) else f"dataset #{name}"
         entries.append((label, normalize_license(license_id), "data"))
+    # A card may name several licences ("cc-by-4.0 AND mit"): each one is judged.
+    entries = [(label, lid, role) for label, joined, role in entries for lid in split_licenses(joined)]
     return [(label, lid, LICENSE_RULES.get(lid or "unknown") or _unruled(lid), role) for label, lid, role in entries]
 
 
@@ -186,20 +197,31 @@ def check_license(
     ```
     """
     obligations = _obligations(teacher_license, dataset_licenses, base_license, weight_derived)
-    base_rule = obligations[1][2] if base_license is not None else None
+    base_rules = [rule for label, _, rule, _ in obligations if label == "starting checkpoint"]
     duties, reasons, active = Duties(), [], []
     for label, license_id, rule, role in obligations:
         terms = rule.terms(role)
-        if terms.unless_base_family and base_rule is not None and base_rule.family == terms.unless_base_family:
-            terms = rule.weights
+        if terms.unless_base_family and base_rules and all(b.family == terms.unless_base_family for b in base_rules):
+            terms = rule.weights  # e.g. Llama 2 outputs improving a Llama 2 derivative: the derivative's terms
         duties.add(terms, label, rule.license_id, rule.family)
         reasons.append(LicenseReason(label, license_id, terms.status, terms.reason))
         active.append((label, rule, terms))
-    chosen, licence_reasons = _student_license(active, duties, normalize_license(student_license), base_rule)
+    requested = normalize_license(student_license)
+    chosen, licence_reasons = _student_license(active, duties, requested, base_rules[0] if base_rules else None)
     reasons.extend(licence_reasons)
+    reasons.extend(_non_commercial_reasons(chosen, duties, requested is not None))
     reasons.extend(_name_reasons(duties.name_prefix, student_name))
     status = max((r.severity for r in reasons), key=_RANK.__getitem__, default="ok")
     return LicenseVerdict(status=status, student_license=chosen, duties=duties, reasons=reasons)
+
+
+def _allowed(terms: Terms) -> set[str]:
+    """The student licences a source accepts: its own list, plus, for a non-commercial limit without ShareAlike, any
+    licence that takes the limit as an additional term."""
+    allowed = set(terms.student_licenses or ())
+    if terms.non_commercial and not terms.share_alike:
+        allowed |= _TAKES_ADDITIONAL_TERMS
+    return allowed
 
 
 def _student_license(active, duties: Duties, requested: str | None, base_rule) -> tuple[str, list[LicenseReason]]:
@@ -208,18 +230,12 @@ def _student_license(active, duties: Duties, requested: str | None, base_rule) -
     constrained = [(label, rule, terms) for label, rule, terms in active if terms.student_licenses is not None]
     if requested is not None:
         for label, rule, terms in constrained:
-            if requested not in terms.student_licenses:
+            if requested not in _allowed(terms):
                 reasons.append(LicenseReason(
                     label, rule.license_id, terms.mismatch,
                     f"The student licence {requested!r} is not one {rule.title} allows "
                     f"({', '.join(terms.student_licenses)}).",
                 ))
-        if duties.non_commercial and requested not in NON_COMMERCIAL_LICENSES:
-            reasons.append(LicenseReason(
-                "student", requested, "conflict",
-                f"The student licence {requested!r} allows commercial use, but a source is non-commercial only; "
-                "choose a non-commercial licence such as cc-by-nc-4.0.",
-            ))
         if requested not in LICENSE_RULES and requested not in HUB_LICENSE_IDS:
             reasons.append(LicenseReason("student", requested, "warn", f"{requested!r} is not a licence this "
                                          "library knows; it is published as `other` with your LICENSE file."))
@@ -227,12 +243,12 @@ def _student_license(active, duties: Duties, requested: str | None, base_rule) -
 
     for strict in (False, True):  # first try to satisfy every source, then only those where a mismatch conflicts
         pool = [entry for entry in constrained if not strict or entry[2].mismatch == "conflict"]
-        common = _intersection([terms.student_licenses for _, _, terms in pool])
+        common = set.intersection(*(_allowed(terms) for _, _, terms in pool)) if pool else set()
         if pool and common:
             preferred = [rule.student_license for _, rule, _ in pool] + list(pool[0][2].student_licenses)
-            chosen = next(lid for lid in preferred if lid in common)
+            chosen = next((lid for lid in preferred if lid in common), None) or sorted(common)[0]
             for label, rule, terms in constrained:
-                if chosen not in terms.student_licenses:
+                if chosen not in _allowed(terms):
                     reasons.append(LicenseReason(label, rule.license_id, terms.mismatch,
                                                  f"{rule.title} would need {', '.join(terms.student_licenses)}, "
                                                  f"but {chosen} is required by another source."))
@@ -244,8 +260,22 @@ def _student_license(active, duties: Duties, requested: str | None, base_rule) -
     return _default_license(active, duties, base_rule), reasons
 
 
-def _intersection(sets: list[tuple[str, ...]]) -> set[str]:
-    return set.intersection(*(set(s) for s in sets)) if sets else set()
+def _non_commercial_reasons(chosen: str, duties: Duties, requested: bool) -> list[LicenseReason]:
+    """A non-commercial source needs a non-commercial student licence, or one that takes the limit as an additional
+    term (then the limit is added to the use restrictions the card shows)."""
+    if not duties.non_commercial or chosen in NON_COMMERCIAL_LICENSES:
+        return []
+    if chosen in _TAKES_ADDITIONAL_TERMS and not duties.share_alike:
+        title = LICENSE_RULES[chosen].title
+        _append(duties.use_restrictions, f"Non-commercial use only: a source is licensed for non-commercial use "
+                f"only, and the {title} lets this limit be added to its terms.")
+        return []
+    what = "The student licence" if requested else "The licence chosen for the student"
+    return [LicenseReason(
+        "student", chosen, "conflict",
+        f"{what} {chosen!r} allows commercial use, but a source is non-commercial only; "
+        "choose a non-commercial licence such as cc-by-nc-4.0.",
+    )]
 
 
 def _default_license(active, duties: Duties, base_rule: LicenseRule | None) -> str:
@@ -268,8 +298,8 @@ def _name_reasons(prefix: str | None, student_name: str | None) -> list[LicenseR
     squash = lambda text: re.sub(r"[^a-z0-9.]", "", text.lower())  # noqa: E731 - "Llama 3" matches "Llama-3-..."
     if squash(name).startswith(squash(prefix)):
         return []
-    return [LicenseReason(
-        "student", None, "warn",
+    return [LicenseReason(  # the prefix is mandatory (Llama 3 §1.b.i, Llama 3.1+ §1.b.i): a wrong name blocks the push
+        "student", None, "conflict",
         f"The student's name {name!r} must start with {prefix!r} (e.g. {prefix.replace(' ', '-')}-{name}); "
         "rename the repository before publishing.",
     )]

@@ -18,6 +18,7 @@ from .sources import (
     dataset_record,
     is_hub_id,
     model_record,
+    remember_local_source,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "is_hub_id",
     "model_record",
     "non_default_config",
+    "remember_local_source",
     "provenance_sources",
     "tokenizer_hashes",
     "weight_file_hashes",

@@ -176,7 +176,10 @@ def _teacher_record(trainer: Any) -> SourceRecord | None:
     cached = teacher.teacher_provenance  # a cached-logits teacher names the model that made them
     if cached is not None and teacher.source is None:
         revision = None if str(cached.revision).startswith(("sha256:", "unresolved")) else cached.revision
-        return model_record("teacher", cached.name, revision=revision)
+        record = model_record("teacher", cached.name, revision=revision)
+        if cached.gguf:
+            record.details["gguf"] = cached.gguf
+        return record
     source = teacher.source or getattr(trainer.args, "teacher_model_name_or_path", None)
     model = teacher.model
     if source is None and model is None:
@@ -196,7 +199,16 @@ def _base_record(model: Any) -> SourceRecord | None:
         origin = next(iter(peft_config.values())).base_model_name_or_path
     else:
         origin = getattr(unwrap_model(model), "name_or_path", "")
-    return model_record("base_model", str(origin)) if origin else None
+    if not origin:
+        return None
+    record = model_record("base_model", str(origin))
+    init = getattr(getattr(unwrap_model(model), "config", None), "student_init", None)
+    if init:  # a shallower copy of the teacher made by `init_student`: its layer map
+        record.details["student_init"] = dict(init)
+    gguf = getattr(unwrap_model(model), "gguf_source", None)  # a student dequantised from a GGUF file
+    if gguf is not None:
+        record.details["gguf"] = gguf.to_dict()
+    return record
 
 
 def _same_source(a: SourceRecord | None, b: SourceRecord | None) -> bool:

@@ -16,7 +16,7 @@ from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
 from huggingface_hub.utils import validate_repo_id
 from torch import nn
 
-from ...fingerprints import folder_sha256, model_sha256
+from ...fingerprints import file_sha256, folder_sha256, model_sha256, tree_sha256
 from ...heads import unwrap_model
 from ...privacy import scan_dataset, text_columns
 from ..licenses import normalize_license
@@ -29,12 +29,34 @@ __all__ = [
     "dataset_record",
     "is_hub_id",
     "model_record",
+    "remember_local_source",
 ]
 
 # Files beside a model whose text a derived model may have to ship (LICENSE copy, NOTICE, use policy).
 LICENSE_FILE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "USE_POLICY.md")
 # datasets' cache layout for Hub datasets: {namespace}___{name}/{config}/{version}/{commit sha}/...
 _DATASET_CACHE_RE = re.compile(r"([^/\\]+)___([^/\\]+)[/\\][^/\\]+[/\\][^/\\]+[/\\]([0-9a-f]{40})[/\\]")
+# dataset fingerprint -> the local data file or folder it was loaded from (a loaded `json` dataset forgets its file)
+_local_sources: dict[str, str] = {}
+
+
+def remember_local_source(dataset: Any, path: str | os.PathLike) -> None:
+    """Record that `dataset` was loaded from the local file or folder `path`, so that its provenance names the file
+    and its content hash instead of the loader (`json`) and "in-memory"."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is not None:
+        _local_sources[fingerprint] = str(Path(path).expanduser().resolve())
+
+
+def _local_dataset_record(*datasets: Any) -> SourceRecord | None:
+    """The record of the remembered local file or folder of the first of `datasets` that has one."""
+    known = [getattr(d, "_fingerprint", None) for d in datasets]
+    path = next((_local_sources[f] for f in known if f in _local_sources), None)
+    if path is None:
+        return None
+    source = Path(path)
+    digest = file_sha256(source) if source.is_file() else tree_sha256(source)
+    return SourceRecord(role="dataset", kind="local", name=source.name, content_sha256=digest)
 
 
 def is_hub_id(value: str) -> bool:
@@ -151,6 +173,9 @@ def model_details(model: nn.Module) -> dict[str, Any]:
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch.") if any(True for _ in model.parameters())
         else None,
     }
+    gguf = getattr(inner, "gguf_source", None)  # dequantised from a GGUF file: which one, how it was quantised
+    if gguf is not None:
+        details["gguf"] = gguf.to_dict()
     quantization = getattr(config, "quantization_config", None)
     if quantization is not None:
         details["quantization"] = quantization if isinstance(quantization, dict) else quantization.to_dict()
@@ -180,8 +205,11 @@ def dataset_record(
             if match:
                 repo_id, revision = f"{match.group(1)}/{match.group(2)}", match.group(3)
                 break
+    local = _local_dataset_record(scan_source, dataset) if repo_id is None else None
     if repo_id is not None:
         base = _hub_record("dataset", repo_id, revision, "dataset")
+    elif local is not None:
+        base = local
     else:
         name = getattr(getattr(dataset, "info", None), "dataset_name", None) or split
         base = SourceRecord(role="dataset", kind="in-memory", name=name)

@@ -393,7 +393,13 @@ def build_demo(settings: AppSettings | None = None):
     The event's API name is `/compare`: inputs `(prompt, max_new_tokens)`, outputs per model `(answer,
     measurements markdown)`, student first, then a dict of raw measurements by role.
     """
-    import gradio as gr
+    try:
+        import gradio as gr
+    except ImportError as error:  # writing the Space needs no Gradio; running it does
+        raise ImportError(
+            "This Space app needs Gradio: run `pip install -r requirements.txt` in the Space folder "
+            '(or `pip install "hf-distill[demo]"`), then `python app.py` again.'
+        ) from error
 
     settings = settings or AppSettings.load()
     models = load_models(settings)

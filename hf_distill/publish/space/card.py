@@ -6,7 +6,7 @@ from huggingface_hub import SpaceCard, SpaceCardData
 
 from ..._version import __version__
 from ...templates import MODEL_CARDS_DIR
-from .requirements import installed_version, python_version
+from .requirements import GRADIO_SDK_VERSION, python_version
 from .sources import ModelSource
 
 TEMPLATE = MODEL_CARDS_DIR / "space_readme.md"
@@ -63,7 +63,7 @@ def build_space_card(
     data = SpaceCardData(
         title=title,
         sdk="gradio",
-        sdk_version=installed_version("gradio"),
+        sdk_version=GRADIO_SDK_VERSION,
         python_version=python_version(),
         app_file="app.py",
         models=hub_ids or None,

@@ -11,8 +11,12 @@ from .errors import SpaceConfigError
 
 CPU_HARDWARE = ("cpu-basic", "cpu-upgrade")
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
-# What app.py imports; gradio is pinned to the README's `sdk_version` as well, so both agree.
-APP_PACKAGES = ("torch", "transformers", "accelerate", "huggingface_hub", "gradio")
+# The Gradio release app.py is written for and tested with (tests/test_space_app.py runs it). Writing a Space folder
+# needs no Gradio, since it is files: README.md's `sdk_version` and requirements.txt pin this version, so the Space
+# runs the Gradio the app was tested with whatever is installed here. Running the app locally needs Gradio.
+GRADIO_SDK_VERSION = "6.31.0"
+# What app.py imports besides gradio; all are hf_distill's own dependencies, pinned to the installed versions.
+APP_PACKAGES = ("torch", "transformers", "accelerate", "huggingface_hub")
 
 
 def installed_version(package: str) -> str:
@@ -20,10 +24,7 @@ def installed_version(package: str) -> str:
     try:
         return Version(metadata.version(package)).public
     except metadata.PackageNotFoundError:
-        extra = ' (`pip install "hf-distill[demo]"`)' if package == "gradio" else ""
-        raise SpaceConfigError(
-            [f"The Space app needs `{package}`, which is not installed: install it{extra}."]
-        ) from None
+        raise SpaceConfigError([f"The Space app needs `{package}`, which is not installed: install it."]) from None
 
 
 def python_version() -> str:
@@ -54,4 +55,5 @@ def space_requirements(*, hardware: str, adapter: bool) -> str:
             "# ZeroGPU supports a fixed list of torch versions: see https://huggingface.co/docs/hub/spaces-zerogpu"
         )
     lines += [f"{package}=={installed_version(package)}" for package in packages]
+    lines += ["# The Gradio the app is tested with (README's `sdk_version`).", f"gradio=={GRADIO_SDK_VERSION}"]
     return "\n".join(lines) + "\n"

