@@ -192,9 +192,9 @@ def main() -> None:
     output = Path(args.output or REPO / "benchmarks" / "results" / name)
     output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if not args.smoke:  # the example card is the one a full run writes
-        from hf_distill.benchmark.report import BenchmarkReport
-        from hf_distill.card import build_model_card
-        from hf_distill.provenance import Provenance
+        from hf_distill.benchmark import BenchmarkReport
+        from hf_distill.publish import build_model_card
+        from hf_distill.publish import Provenance
 
         report = BenchmarkReport.from_json(best_folder / "benchmark" / "report.json")
         card = build_model_card(Provenance.load(best_folder), report, repo_id=f"tester/smollm2-{results['best']}",

@@ -220,7 +220,7 @@ def run_space_load(folder: str | Path, *, num_requests: int = NUM_REQUESTS, max_
 
 def build_space(root: Path, *, max_new_tokens: int = MAX_NEW_TOKENS) -> Path:
     """The Space folder for the test models of `tests/tiny.py`, written under `root`."""
-    from hf_distill.space import create_space
+    from hf_distill.hub import create_space
     from tests import tiny
     from tests.space_helpers import save_models
 

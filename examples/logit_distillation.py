@@ -30,8 +30,8 @@ from pathlib import Path
 
 # hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import PLOT_PATH
 from hf_distill.cli import TrainScriptArguments, load_dataset_argument, parse_recipe
+from hf_distill.publish import PLOT_PATH
 
 # isort: split
 from trl import ModelConfig, get_peft_config, get_quantization_config

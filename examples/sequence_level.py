@@ -30,7 +30,7 @@ from typing import Literal
 
 # hf_distill first: importing it quiets the third-party log lines that importing trl would print.
 from hf_distill.cli import DatasetArguments, load_dataset_argument, parse_recipe
-from hf_distill.config import HardwareSFTConfig
+from hf_distill.training import HardwareSFTConfig
 from hf_distill.data import generate_completions
 
 # isort: split

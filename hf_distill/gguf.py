@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from .errors import HfDistillError
+
 __all__ = [
     "GGUF_KWARG", "GgufFileError", "GgufSource", "convert_gguf", "detach_gguf_quantizer", "gguf_file_of",
     "gguf_source", "gguf_tokenizer_kwargs", "load_causal_lm", "load_gguf_student", "load_gguf_tokenizer",
@@ -29,7 +31,7 @@ GGUF_KWARG = "gguf_file"
 _INSTALL_HINT = 'GGUF files need the `gguf` package: `pip install "hf-distill[gguf]"`.'
 
 
-class GgufFileError(ValueError):
+class GgufFileError(HfDistillError, ValueError):
     """A `gguf_file` that cannot be found or read."""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .errors import HfDistillError
+
 __all__ = ["NonFiniteTeacherError", "check_teacher_finite"]
 
 
-class NonFiniteTeacherError(ValueError):
+class NonFiniteTeacherError(HfDistillError, ValueError):
     """The teacher produced NaN or inf: its targets would turn the loss (and the student's weights) into NaN."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import HfDistillError
+
 __all__ = [
     "PATTERNS",
     "PrivacyReport",
@@ -69,7 +71,7 @@ _ANCHORS: dict[str, tuple[str, ...] | None] = {
 _SCANNERS = tuple((name, _ANCHORS[name], pattern) for name, (_, pattern) in PATTERNS.items())
 
 
-class PrivateDataError(ValueError):
+class PrivateDataError(HfDistillError, ValueError):
     """Data about to be published contains secrets."""
 
 

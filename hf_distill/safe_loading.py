@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import HfDistillError
+
 __all__ = ["WEIGHT_FILE_PATTERNS", "PickledWeightsError", "check_safetensors_weights", "safe_init_kwargs"]
 
 _PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
@@ -24,7 +26,7 @@ WEIGHT_FILE_PATTERNS = (
 )
 
 
-class PickledWeightsError(ValueError):
+class PickledWeightsError(HfDistillError, ValueError):
     """A model folder holds pickled weights only, and safetensors loading was not turned off."""
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
+from .errors import HfDistillError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -53,7 +55,7 @@ _SEQUENCE_LEVEL_FIX = (
 )
 
 
-class VocabularyMismatchError(ValueError):
+class VocabularyMismatchError(HfDistillError, ValueError):
     """The teacher's vocabulary does not line up with the student's; the message says what differs and the fix."""
 
 

@@ -1,5 +1,5 @@
 """A local Hugging Face Hub for tests: a real HTTP server on 127.0.0.1 that speaks the Hub API endpoints the
-`huggingface_hub` 2.4 client uses for models, datasets and Spaces (see ../shared/HUB.md).
+`huggingface_hub` 2.4 client uses for models, datasets and Spaces.
 
 - repos: create (409 if it exists, `sdk` required for Spaces), delete, info (`/api/{type}s/{id}[/revision/{rev}]`),
   branches, tree listing, paths-info; Space runtime, secrets, variables and hardware requests;

@@ -127,7 +127,7 @@ def test_cached_teacher_trains_like_the_online_teacher(teacher, cached, tokenize
                                   args=_args(tmp_path / "offline"), train_dataset=cached, processing_class=tokenizer)
     assert isinstance(offline.teacher, CachedTopKTeacher)
     # The card names the model that wrote the cache, though no teacher is loaded.
-    from hf_distill.data.teacher import teacher_provenance
+    from hf_distill.fingerprints import teacher_provenance
 
     assert offline.teacher.teacher_provenance == teacher_provenance(teacher, teacher)
     assert offline.train_dataset["labels"] == online.train_dataset["labels"]

@@ -1,11 +1,11 @@
-"""The distillation model card: metadata keys (HUB.md), body sections, parse-back, local checks, trainer hook."""
+"""The distillation model card: Hub metadata keys, body sections, parse-back, local checks, trainer hook."""
 
 import pytest
 from huggingface_hub import EvalResult, ModelCard
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import CardError, build_model_card, check_card
-from hf_distill.provenance import DatasetRecord, Provenance, SourceRecord
+from hf_distill.publish.card import CardError, build_model_card, check_card
+from hf_distill.publish.provenance import DatasetRecord, Provenance, SourceRecord
 from tests import tiny
 
 TEACHER_SHA, BASE_SHA, DATA_SHA = "1" * 40, "2" * 40, "3" * 40
@@ -239,7 +239,7 @@ def test_privacy_scan_table_and_secret_warning_parse_back(tmp_path, caplog):
     provenance = _provenance()
     provenance.datasets[0].privacy_scan = _scan(1000, 3, email=2, phone=1, openai_key=1)
     provenance.datasets[1].privacy_scan = _scan(50)
-    with caplog.at_level("WARNING", logger="hf_distill.card"):
+    with caplog.at_level("WARNING", logger="hf_distill.publish.card"):
         card = build_model_card(provenance, repo_id="me/qwen-0.5b-distilled")
     text = _body(card)
     training = text.split("## Training data")[1].split("## Evaluation")[0]
@@ -259,7 +259,7 @@ def test_no_privacy_section_without_a_scan_and_no_warning_for_clean_or_eval_only
     provenance = _provenance()
     provenance.datasets[0].privacy_scan = _scan(1000)
     provenance.datasets[1].privacy_scan = _scan(50, 1, aws_access_key=1)  # evaluation data is not trained on
-    with caplog.at_level("WARNING", logger="hf_distill.card"):
+    with caplog.at_level("WARNING", logger="hf_distill.publish.card"):
         text = _body(build_model_card(provenance))
     assert "Privacy scan of the data" in text and "Secrets in the training data" not in text
     assert "secrets in the training data" not in caplog.text
@@ -284,7 +284,7 @@ def test_model_index_follows_the_spec_and_eval_results_files_are_written(tmp_pat
     import yaml
     from huggingface_hub import constants
 
-    from hf_distill.card import eval_results_files
+    from hf_distill.publish.card import eval_results_files
 
     card = build_model_card(_provenance(), LmEvalReport(), repo_id="me/student")
     results = card.data.to_dict()["model-index"][0]["results"]
@@ -316,7 +316,7 @@ def test_citation_year_is_the_release_year_of_the_installed_version():
     import subprocess
     from pathlib import Path
 
-    from hf_distill.card import release_year
+    from hf_distill.publish.card import release_year
 
     repo = Path(__file__).parents[1]
     head = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%ci"], capture_output=True, text=True)

@@ -19,7 +19,7 @@ from transformers.optimization import get_scheduler
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill import checkpoint_state as cs
-from hf_distill.checkpoint_state import CheckpointStateError
+from hf_distill.training.checkpoint_state import CheckpointStateError
 from tests import tiny
 from tests.no_pickle import refuse_unpickling
 from tests.scripts.resume_probe import ResumeProbe, with_dropout
@@ -221,7 +221,7 @@ def test_an_unstorable_optimizer_is_left_to_transformers_with_a_warning(tmp_path
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer)
     trainer = SimpleNamespace(optimizer=optimizer, lr_scheduler=scheduler, args=SimpleNamespace(should_save=True),
                               is_deepspeed_enabled=False, is_fsdp_enabled=False)
-    with caplog.at_level("WARNING", logger="hf_distill.checkpoint_state"):
+    with caplog.at_level("WARNING", logger="hf_distill.training.checkpoint_state"):
         assert cs.save_optimizer_and_scheduler(trainer, str(tmp_path)) is False  # the caller runs transformers' save
     assert "optimizer state holds a `set` at `param_groups.0.tags`" in caplog.text and "optimizer.pt" in caplog.text
     assert not list(tmp_path.iterdir())
@@ -341,7 +341,7 @@ def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tm
 
 def test_weight_sizes_and_hashes_count_the_model_not_the_checkpoint_state(build, tmp_path):
     from hf_distill.benchmark.cost import weights_on_disk
-    from hf_distill.provenance.collect import weight_file_hashes
+    from hf_distill.publish.provenance.collect import weight_file_hashes
 
     trainer = build(tmp_path / "run", max_steps=1)
     trainer.train()

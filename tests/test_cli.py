@@ -317,7 +317,25 @@ def test_push_command(trained, hub_server, capsys, monkeypatch):
 
 
 def test_train_with_push_to_hub_pushes_once_with_the_benchmark(assets, hub_server, monkeypatch, tmp_path, capsys):
+    import hf_distill.publish.student as student_push
+    import hf_distill.training.trainer as trainer_module
+
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    calls = {"train": 0, "save_model": 0, "build_model_card": 0}
+
+    def counted(name, function):  # counts the calls made once training is over (checkpoints save and card too)
+        def wrapper(*args, **kwargs):
+            calls[name] += name != "train" and calls["train"] > 0
+            result = function(*args, **kwargs)
+            calls["train"] += name == "train"
+            return result
+        return wrapper
+
+    for name in ("train", "save_model"):
+        monkeypatch.setattr(trainer_module.DistillationTrainer, name,
+                            counted(name, getattr(trainer_module.DistillationTrainer, name)))
+    for module in (trainer_module, student_push):
+        monkeypatch.setattr(module, "build_model_card", counted("build_model_card", module.build_model_card))
     code, out, err = _run([
         "train", "--model_name_or_path", assets["student"], "--teacher_model_name_or_path", assets["teacher"],
         "--dataset_name", assets["data"], "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
@@ -329,6 +347,10 @@ def test_train_with_push_to_hub_pushes_once_with_the_benchmark(assets, hub_serve
     # One checked commit on top of the repo's first one: no checkpoint uploads, no extra push from `save_model`.
     assert len(hub_server.commits("tester/cli-trained")) == 2 and "Pushed" in out
     assert "benchmark/report.json" in hub_server.files("tester/cli-trained")
+    # The student is saved once and gets one card: the one pushed is the one kept beside it.
+    assert calls == {"train": 1, "save_model": 1, "build_model_card": 1}
+    pushed = hub_server.files("tester/cli-trained")["README.md"].content
+    assert (tmp_path / "out" / "README.md").read_bytes() == pushed
 
 
 # -- the newcomer's path: errors in flag words, short usage errors, shared recipes, quick looks -----------------------

@@ -34,7 +34,6 @@ from hf_distill.cli import main
 from hf_distill.cli.commands import CliUsageError
 from hf_distill.cli.hub_access import HubUnreachableError
 from hf_distill.cli.parser import RecipeError
-from hf_distill.config import ConfigFieldPassedToTrainerError, DistillationConfigError
 from hf_distill.data import (
     CachedDatasetError,
     CacheSettingsError,
@@ -49,9 +48,8 @@ from hf_distill.data import (
     generate_completions,
     tokenize_like_sft,
 )
-from hf_distill.data.checks import TrainingDataError
-from hf_distill.data.format import TOPK_COLUMN
-from hf_distill.data.shards import RowLimitError
+from hf_distill.formats.cache import TOPK_COLUMN
+from hf_distill.formats.checks import TrainingDataError
 from hf_distill.gguf import GgufFileError
 from hf_distill.hub import (
     DatasetPushError,
@@ -61,19 +59,21 @@ from hf_distill.hub import (
     push_student,
     validate_repo_id,
 )
-from hf_distill.licenses import LicenseConflictError
 from hf_distill.losses import distillation_loss
 from hf_distill.losses.sparse import SparseTeacherError
 from hf_distill.nonfinite import NonFiniteTeacherError
-from hf_distill.preflight import ModelSetupError
+from hf_distill.offline.shards import RowLimitError
 from hf_distill.privacy import PrivateDataError
-from hf_distill.provenance import Provenance, ProvenanceError
+from hf_distill.publish.licenses import LicenseConflictError
+from hf_distill.publish.provenance import Provenance, ProvenanceError
+from hf_distill.publish.space import SpaceConfigError, create_space
 from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
-from hf_distill.space import SpaceConfigError, create_space
 from hf_distill.students import StudentInitError, init_student
 from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
+from hf_distill.training.config import ConfigFieldPassedToTrainerError, DistillationConfigError
+from hf_distill.training.preflight import ModelSetupError
 from hf_distill.vocabulary import VocabularyMismatchError
 from tests import tiny
 from tests.served_teacher_server import TeacherServer

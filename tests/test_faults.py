@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_distill.checkpoints import last_complete_checkpoint
+from hf_distill.training.checkpoints import last_complete_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Resumed runs replay the data order and RNG from the checkpoint; what differs is float summation order at most.

@@ -14,12 +14,12 @@ import torch
 from datasets import load_from_disk
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import build_model_card
 from hf_distill.cli import main
 from hf_distill.data import cache_teacher_logits, generate_completions
-from hf_distill.data.format import CacheInfo
+from hf_distill.formats.cache import CacheInfo
 from hf_distill.gguf import GgufFileError, convert_gguf
-from hf_distill.provenance import Provenance
+from hf_distill.publish.card import build_model_card
+from hf_distill.publish.provenance import Provenance
 from hf_distill.teachers.local_model import LocalModelTeacher, load_teacher_model
 from tests import tiny
 

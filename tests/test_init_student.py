@@ -12,9 +12,9 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.card import build_model_card, check_card
 from hf_distill.cli import main
-from hf_distill.provenance import Provenance
+from hf_distill.publish.card import build_model_card, check_card
+from hf_distill.publish.provenance import Provenance
 from hf_distill.students import StudentInitError, init_student
 from hf_distill.students.layers import decoder_layers
 from tests import tiny

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_distill.licenses import (
+from hf_distill.publish.licenses import (
     HUB_LICENSE_IDS,
     LICENSE_RULES,
     NON_COMMERCIAL_LICENSES,
@@ -331,7 +331,7 @@ def test_a_list_of_licences_is_each_judged():
 
 
 def test_a_list_licence_on_a_card_is_read_by_provenance(tmp_path):
-    from hf_distill.provenance import model_record
+    from hf_distill.publish.provenance import model_record
 
     (tmp_path / "README.md").write_text("---\nlicense:\n- mit\n- cc-by-nc-4.0\n---\n# data\n")
     record = model_record("teacher", tmp_path)
@@ -404,7 +404,7 @@ def test_notice_carries_upstream_apache_notice_required_lines_and_modification(t
     """Apache-2.0 §4(d): a derivative work carries the attribution notices of the Work's NOTICE file; §4(b): modified
     files say so. The student folder's own NOTICE comes first, unchanged."""
     from hf_distill.hub import _notice_text
-    from hf_distill.provenance import Provenance, SourceRecord
+    from hf_distill.publish.provenance import Provenance, SourceRecord
 
     upstream, student = tmp_path / "base", tmp_path / "student"
     upstream.mkdir(), student.mkdir()

@@ -22,7 +22,7 @@ from hf_distill.data import (
     tokenize_like_sft,
     tokenizer_hash,
 )
-from hf_distill.data.tokenization import DatasetFormatError
+from hf_distill.formats.tokenization import DatasetFormatError
 from tests import tiny
 
 

@@ -9,7 +9,6 @@ from huggingface_hub import DatasetCard
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli import main
 from hf_distill.data import cache_teacher_logits
-from hf_distill.data.publish import DatasetPushError
 from hf_distill.hub import HubAuthError, PushError, push_dataset
 from hf_distill.privacy import (
     PATTERNS,
@@ -20,6 +19,7 @@ from hf_distill.privacy import (
     scan_generated,
     scan_texts,
 )
+from hf_distill.publish.dataset import DatasetPushError
 from tests import tiny
 
 FINDINGS = {
@@ -210,7 +210,7 @@ def test_cli_checks_the_push_target_before_the_teacher_runs(tmp_path, monkeypatc
             str(tmp_path / "out")]
     assert main(["generate", *base, "--push_to_hub", "bad id"]) == 1
     assert "`--push_to_hub` is 'bad id'" in capsys.readouterr().err
-    monkeypatch.setattr("hf_distill.hub.get_token", lambda: None)
+    monkeypatch.setattr("hf_distill.publish.repo.get_token", lambda: None)
     assert main(["cache-logits", *base, "--push_to_hub", "tester/logits"]) == 1
     assert "No Hugging Face token" in capsys.readouterr().err
 

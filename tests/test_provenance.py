@@ -10,13 +10,13 @@ from datasets import Dataset
 from huggingface_hub import constants
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.provenance import (
+from hf_distill.fingerprints import folder_sha256
+from hf_distill.publish.provenance import (
     PROVENANCE_FILE,
     Provenance,
     ProvenanceError,
     count_tokens,
     dataset_record,
-    folder_content_hash,
     is_hub_id,
     model_record,
     non_default_config,
@@ -67,13 +67,13 @@ def test_local_folder_source_hashes_config_and_weights(tmp_path, model_factory):
     (folder / "README.md").write_text("---\nlicense: gemma\n---\n")
     record = model_record("teacher", str(folder))
     assert (record.kind, record.name, record.license, record.repo_id) == ("local", "teacher", "gemma", None)
-    assert record.content_sha256 == folder_content_hash(folder)
+    assert record.content_sha256 == folder_sha256(folder)
     assert str(tmp_path) not in json.dumps(record.to_dict())  # the local path stays on this machine
     before = record.content_sha256
     (folder / "README.md").write_text("---\nlicense: mit\n---\n")  # the card is not part of the content hash
-    assert folder_content_hash(folder) == before
+    assert folder_sha256(folder) == before
     model_factory.save(folder, "llama", seed=4)
-    assert folder_content_hash(folder) != before
+    assert folder_sha256(folder) != before
 
 
 def test_in_memory_model_is_hashed_by_its_weights(model_factory):
@@ -158,7 +158,7 @@ def test_trainer_writes_provenance_at_save_time(saved_student):
     assert SECRET not in text
     provenance = Provenance.load(folder)
     assert provenance.teacher.kind == "local" and provenance.teacher.license == "apache-2.0"
-    assert provenance.teacher.content_sha256 == folder_content_hash(folder.parent / "teacher")
+    assert provenance.teacher.content_sha256 == folder_sha256(folder.parent / "teacher")
     assert provenance.base_model is None and not provenance.weight_derived  # built from a config
     assert [d.split for d in provenance.datasets] == ["train", "eval"]
     train = provenance.datasets[0]

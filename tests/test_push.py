@@ -16,8 +16,8 @@ from transformers import AutoModelForCausalLM
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.hub import HubAuthError, PushError, push_student, validate_repo_id
-from hf_distill.licenses import LicenseConflictError
-from hf_distill.provenance import PROVENANCE_FILE, Provenance, ProvenanceError, dataset_record
+from hf_distill.publish.licenses import LicenseConflictError
+from hf_distill.publish.provenance import PROVENANCE_FILE, Provenance, ProvenanceError, dataset_record
 from tests import tiny
 
 LLAMA_LICENSE_TEXT = "LLAMA 3.1 COMMUNITY LICENSE AGREEMENT\n(full text of the teacher's licence)\n"

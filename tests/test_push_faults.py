@@ -102,7 +102,7 @@ def test_push_killed_before_its_commit_leaves_the_repo_unchanged(
 def test_push_to_hub_argument_sends_nothing_before_the_checked_push(hub_server, model_factory, tokenizer, tmp_path,
                                                                     caplog):
     from hf_distill import DistillationConfig, DistillationTrainer
-    from hf_distill.licenses import LicenseConflictError
+    from hf_distill.publish.licenses import LicenseConflictError
 
     args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to="none", max_steps=2, save_steps=1,
                               per_device_train_batch_size=4, max_length=64, push_to_hub=True,

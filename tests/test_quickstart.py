@@ -18,6 +18,7 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
 from hf_distill.benchmark import BenchmarkReport
 from hf_distill.benchmark.quality import TASK_METRICS
+from hf_distill.publish.space.requirements import GRADIO_SDK_VERSION
 from hf_distill.quickstart import (
     PRESETS,
     QuickstartError,
@@ -30,7 +31,6 @@ from hf_distill.quickstart.models import train_tokenizer
 from hf_distill.quickstart.report import comparison_rows, format_table, verdict_lines
 from hf_distill.quickstart.scoring import TASK_ACCURACY, task_accuracy_metric
 from hf_distill.quickstart.tasks import extract_answer
-from hf_distill.space.requirements import GRADIO_SDK_VERSION
 
 # -- dataset ---------------------------------------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ def test_push_without_a_token_is_skipped_with_a_note(tmp_path, monkeypatch):
     from hf_distill.quickstart import stages
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("hf_distill.hub.resolve_token", lambda token=None: None)
+    monkeypatch.setattr(stages, "resolve_token", lambda token=None: None)
     pushed, notes = stages.push(None, None, "tester/x", private=None, output_dir=tmp_path)
     assert pushed == {} and "no Hugging Face token" in notes[0]
 
@@ -254,7 +254,7 @@ def _hide_gradio(monkeypatch):
     """As on a base install (`pip install .`): `import gradio` fails and its distribution is unknown."""
     from importlib import metadata
 
-    from hf_distill.space import requirements
+    from hf_distill.publish.space import requirements
 
     real_version = metadata.version
 

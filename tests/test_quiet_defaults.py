@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from hf_distill.cli.quiet import UNACTIONABLE_LOG_LINES, silence_unactionable_logs
-from hf_distill.config import DistillationConfig, HardwareSFTConfig
+from hf_distill.quiet import UNACTIONABLE_LOG_LINES, silence_unactionable_logs
+from hf_distill.training.config import DistillationConfig, HardwareSFTConfig
 
 
 def test_importing_hf_distill_prints_nothing_on_stderr():
@@ -33,7 +33,7 @@ def test_unactionable_lines_are_dropped_after_one_debug_record(caplog):
         matmul.warning("an unrelated warning the user may act on")
     records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert records == [
-        ("hf_distill.cli.quiet", logging.DEBUG,
+        ("hf_distill.quiet", logging.DEBUG,
          "MatMul8bitLt: inputs will be cast from float32 to float16 during quantization "
          "(from bitsandbytes.autograd._functions; shown once, further ones dropped)"),
         ("bitsandbytes.autograd._functions", logging.WARNING, "an unrelated warning the user may act on"),

@@ -15,8 +15,8 @@ import torch
 from huggingface_hub import SpaceCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hf_distill.space import HARDWARE, SpaceConfigError, create_space
-from hf_distill.space import app_template as template
+from hf_distill.publish.space import HARDWARE, SpaceConfigError, create_space
+from hf_distill.publish.space import app_template as template
 from tests.space_helpers import free_port, import_app, save_models
 
 gradio_client = pytest.importorskip("gradio_client")

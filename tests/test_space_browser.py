@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from hf_distill.space import create_space
+from hf_distill.publish.space import create_space
 from tests.space_helpers import free_port, save_models
 
 CHROMIUM = "/usr/bin/chromium"

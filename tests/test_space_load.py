@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from hf_distill.space import create_space
+from hf_distill.publish.space import create_space
 from tests.space_helpers import import_app, save_models
 
 pytest.importorskip("gradio_client")

@@ -11,7 +11,7 @@ import torch
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.benchmark import benchmark
 from hf_distill.data import cache_teacher_logits
-from hf_distill.data.teacher import load_offline_teacher
+from hf_distill.offline.teacher import load_offline_teacher
 from hf_distill.vocabulary import (
     VocabularyMismatchError,
     check_shared_vocabulary,

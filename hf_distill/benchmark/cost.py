@@ -26,6 +26,7 @@ import transformers
 from torch import nn
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
+from .._version import __version__
 from ..heads import unwrap_model
 from ..safe_loading import WEIGHT_FILE_PATTERNS
 from .generation import generate_batch, model_device
@@ -288,8 +289,6 @@ def describe_hardware(devices: Sequence[torch.device | str]) -> Hardware:
         if device.startswith("cuda"):
             props = torch.cuda.get_device_properties(torch.device(device))
             accelerators.append(f"{props.name} ({props.total_memory / 2**30:.1f} GiB)")
-    from .. import __version__
-
     return Hardware(
         cpu=_cpu_name(),
         num_cpu_cores=os.cpu_count() or 0,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import HfDistillError
+
 __all__ = ["BenchmarkInputError"]
 
 
-class BenchmarkInputError(ValueError):
+class BenchmarkInputError(HfDistillError, ValueError):
     """A benchmark argument or dataset that cannot be used: the message names the field, the value and the fix."""

@@ -167,7 +167,7 @@ def add_lm_eval_results(
     by_role = {m.role: m for m in report.models}
     missing = set(models) - set(by_role)
     if missing:
-        raise ValueError(f"The report has no {sorted(missing)} model(s); it has {sorted(by_role)}.")
+        raise BenchmarkInputError(f"The report has no {sorted(missing)} model(s); it has {sorted(by_role)}.")
     for role, (model, tokenizer) in models.items():
         scores, tasks = run_lm_eval(model, tokenizer, run)
         by_role[role].quality.lm_eval.update(scores)

@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .report import higher_is_better, metric_label
+from .errors import BenchmarkInputError
+from .metrics import higher_is_better, metric_label
 
 if TYPE_CHECKING:
     from .report import BenchmarkReport, ModelReport
@@ -80,7 +81,7 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]], path: str | o
     """
     names = [n for panel in TRAINING_CURVES.values() for n in panel]
     if not any(_series(log_history, prefix + n) for n in names for prefix in ("", "eval_")):
-        raise ValueError(
+        raise BenchmarkInputError(
             f"The log history has none of {names}: train for at least `logging_steps` steps (or evaluate) with a "
             "`DistillationTrainer` before plotting its curves."
         )

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import EvalResult
 
-from .report import higher_is_better, metric_hub_type, metric_label
+from .errors import BenchmarkInputError
+from .metrics import higher_is_better, metric_hub_type, metric_label
 
 if TYPE_CHECKING:
     from .report import BenchmarkReport, LatencyResult, ModelReport
@@ -130,7 +131,7 @@ def eval_results(report: BenchmarkReport, role: str = "student") -> list[EvalRes
     """`huggingface_hub.EvalResult`s of one model's quality (and fidelity) numbers, plus its lm-eval scores."""
     model = next((m for m in report.models if m.role == role), None)
     if model is None:
-        raise ValueError(f"The report has no {role!r} model; it has {[m.role for m in report.models]}.")
+        raise BenchmarkInputError(f"The report has no {role!r} model; it has {[m.role for m in report.models]}.")
     results = []
     for key, value in model.quality.values().items():
         if not math.isfinite(value):

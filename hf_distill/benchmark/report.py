@@ -14,20 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .quality import TASK_METRICS
+from .metrics import FORCED_METRICS
+from .plots import plot_report
+from .render import eval_results, report_markdown
 
 __all__ = [
     "BenchmarkReport", "BenchmarkSettings", "CostMetrics", "DatasetInfo", "FidelityMetrics", "Hardware",
     "LatencyResult", "LmEvalTask", "Measurement", "ModelReport", "QualityMetrics", "teacher_gap_recovered",
 ]
-
-# Teacher-forced quality metrics: key -> (label, model-index metric type, higher is better).
-_FORCED_METRICS = {
-    "cross_entropy": ("Cross-entropy (nats/token)", "cross_entropy", False),
-    "perplexity": ("Perplexity", "perplexity", False),
-    "token_accuracy": ("Token accuracy", "accuracy", True),
-}
-
 
 def teacher_gap_recovered(student: float, teacher: float, baseline: float) -> float | None:
     """`(student - baseline) / (teacher - baseline)`: 1 when the student matches the teacher, 0 when it does no better
@@ -104,7 +98,7 @@ class QualityMetrics:
 
     def values(self) -> dict[str, float]:
         """Every quality metric by key, the teacher-forced ones first."""
-        return {key: getattr(self, key) for key in _FORCED_METRICS} | self.task_metrics | self.lm_eval
+        return {key: getattr(self, key) for key in FORCED_METRICS} | self.task_metrics | self.lm_eval
 
 
 @dataclass
@@ -290,49 +284,16 @@ class BenchmarkReport:
 
     def to_markdown(self) -> str:
         """The Markdown table the model card embeds, with a line saying how it was measured."""
-        from .render import report_markdown
-
         return report_markdown(self)
 
     def to_eval_results(self, role: str = "student") -> list:
         """The `role` model's numbers as `huggingface_hub.EvalResult`s for `ModelCardData(eval_results=...)`: task
         type `text-generation`, never `verified` (self-reported)."""
-        from .render import eval_results
-
         return eval_results(self, role)
 
     def plot(self, path: str | os.PathLike) -> str:
         """Write a PNG of each quality metric against latency and size, one point per model; returns the path."""
-        from .plots import plot_report
-
         return plot_report(self, path)
-
-
-def metric_label(key: str) -> str:
-    """How tables and plots name a quality metric key."""
-    if key in _FORCED_METRICS:
-        return _FORCED_METRICS[key][0]
-    if key in TASK_METRICS:
-        return TASK_METRICS[key].label
-    return f"{key} (lm-eval)"
-
-
-def metric_hub_type(key: str) -> str:
-    if key in _FORCED_METRICS:
-        return _FORCED_METRICS[key][1]
-    if key in TASK_METRICS:
-        return TASK_METRICS[key].hub_type
-    return key.split("/", 1)[-1]
-
-
-def higher_is_better(key: str, report: BenchmarkReport | None = None) -> bool | None:
-    if key in _FORCED_METRICS:
-        return _FORCED_METRICS[key][2]
-    if key in TASK_METRICS:
-        return True
-    task, _, metric = key.partition("/")
-    info = report.lm_eval_tasks.get(task) if report is not None else None
-    return info.higher_is_better.get(metric) if info is not None else None
 
 
 def _decode(tp: Any, value: Any) -> Any:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import HfDistillError
 from .arguments import (
     BenchmarkArguments,
     CacheLogitsArguments,
@@ -40,7 +41,7 @@ __all__ = [
 _DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class CliUsageError(ValueError):
+class CliUsageError(HfDistillError, ValueError):
     """A required option is missing or two options contradict each other."""
 
 
@@ -81,7 +82,7 @@ def load_dataset_argument(args: DatasetArguments, split: str):
 
 def _remembered(dataset, path: Path):
     """`dataset`, its provenance pointing at the local file or folder it came from (by name and content hash)."""
-    from ..provenance import remember_local_source
+    from ..publish.provenance import remember_local_source
 
     remember_local_source(dataset, path)
     return dataset
@@ -123,7 +124,7 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
     """`DistillationTrainer` on the train split, as `trl sft` runs `SFTTrainer`; saves, benchmarks, pushes."""
     from trl import get_peft_config, get_quantization_config
 
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
     require(script_args, "dataset_name", command="train")
     require(model_args, "model_name_or_path", command="train")
@@ -167,19 +168,20 @@ def run_train(script_args: TrainScriptArguments, training_args, model_args) -> i
         )
         _write_report(report, Path(training_args.output_dir) / "benchmark")
         trainer.plot_training_curves(Path(training_args.output_dir) / "benchmark" / "training_curves.png")
-    if trainer.is_world_process_zero():
+    if training_args.push_to_hub:  # the pushed card is the one kept: one save above, one card
+        result = trainer.push_to_hub(report=report, save=False)
+        if result is not None:
+            result.card.save(Path(training_args.output_dir) / "README.md")
+            print(f"Pushed: {result.commit_url}")
+    elif trainer.is_world_process_zero():
         plot = _plot_path() if report is not None else None
         trainer.create_model_card(dataset_name=script_args.dataset_name, report=report, plot_path=plot)
-    if training_args.push_to_hub:
-        result = trainer.push_to_hub(report=report)
-        if result is not None:
-            print(f"Pushed: {result.commit_url}")
     trainer.accelerator.print(f"Student saved to {training_args.output_dir}")
     return 0
 
 
 def run_generate(args: GenerateArguments) -> int:
-    from ..data import generate_completions
+    from ..offline.generation import generate_completions
 
     args.output_dir = args.generations_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="generate")
@@ -207,7 +209,7 @@ def run_generate(args: GenerateArguments) -> int:
 
 
 def run_cache_logits(args: CacheLogitsArguments) -> int:
-    from ..data import cache_teacher_logits
+    from ..offline.logit_cache import cache_teacher_logits
     from ..vocabulary import find_tokenizer, hub_kwargs
 
     args.output_dir = args.logits_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
@@ -239,7 +241,7 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
 def _check_dataset_push(args) -> None:
     """A bad --push_to_hub repo id or a missing token fails before the teacher runs, not after."""
     if args.push_to_hub:
-        from ..data.publish import check_push_target
+        from ..publish.dataset import check_push_target
 
         check_push_target(args.push_to_hub, argument="--push_to_hub")
 
@@ -247,7 +249,7 @@ def _check_dataset_push(args) -> None:
 def _push_dataset(args, tokenizer=None) -> None:
     if not args.push_to_hub:
         return
-    from ..hub import push_dataset
+    from ..publish.dataset import push_dataset
 
     result = push_dataset(args.output_dir, args.push_to_hub, tokenizer=tokenizer,
                           allow_private_data=args.allow_private_data)
@@ -257,7 +259,7 @@ def _push_dataset(args, tokenizer=None) -> None:
 
 def _plot_path() -> str:
     """Where the card and the Space expect the benchmark plot, relative to the student folder."""
-    from ..card import PLOT_PATH
+    from ..publish.card import PLOT_PATH
 
     return PLOT_PATH
 
@@ -303,8 +305,8 @@ def run_benchmark(args: BenchmarkArguments) -> int:
 
 def run_card(args: CardArguments) -> int:
     from ..benchmark import BenchmarkReport
-    from ..card import build_model_card
-    from ..provenance import Provenance
+    from ..publish.card import build_model_card
+    from ..publish.provenance import Provenance
 
     require(args, "folder", command="card")
     folder = Path(args.folder)
@@ -348,7 +350,7 @@ def _check_card_target(output: Path, *, overwrite: bool) -> str | None:
 
 
 def run_push(args: PushArguments) -> int:
-    from ..hub import push_student
+    from ..publish.student import push_student
 
     require(args, "folder", "repo_id", command="push")  # an unreachable Hub fails fast there: main() adds the fix
     result = push_student(
@@ -371,7 +373,7 @@ def run_push(args: PushArguments) -> int:
 
 
 def run_space(args: SpaceArguments) -> int:
-    from ..space import create_space
+    from ..publish.space import create_space
 
     require(args, "student", "output_dir", command="space")
     check_hub_reachable({"--student": args.student, "--teacher": args.teacher})

@@ -11,13 +11,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import HfDistillError
+
 __all__ = ["HubUnreachableError", "check_hub_reachable", "hub_ids", "is_connection_failure", "unreachable_message"]
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 PROBE_TIMEOUT_S = 5.0
 
 
-class HubUnreachableError(ConnectionError):
+class HubUnreachableError(HfDistillError, ConnectionError):
     """The Hub endpoint does not answer; the message says how to go on without it."""
 
 

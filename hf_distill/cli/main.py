@@ -21,83 +21,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from ..students.cli import InitStudentArguments, run_init_student
-from . import arguments as cli_args
-from . import commands
+from .._version import __version__
 from .hub_access import HubUnreachableError, is_connection_failure, unreachable_message
 from .messages import as_cli_message
 from .parser import parse_recipe
+from .registry import COMMANDS, Command
 
 __all__ = ["COMMANDS", "Command", "main"]
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its one-line help, the dataclasses its options come from, and the function it calls."""
-
-    help: str
-    dataclass_types: Callable[[], tuple[type, ...]]
-    run: Callable[..., int]
-
-
-def _training_types() -> tuple[type, ...]:
-    from trl import ModelConfig
-
-    from ..config import DistillationConfig
-
-    return (cli_args.TrainScriptArguments, DistillationConfig, ModelConfig)
-
-
-COMMANDS: dict[str, Command] = {
-    "quickstart": Command(
-        "Train a teacher, distil a student and compare it with SFT, offline on a CPU; writes card, report and Space.",
-        lambda: (cli_args.QuickstartArguments,),
-        commands.run_quickstart,
-    ),
-    "generate": Command(
-        "Sequence-level data: the teacher writes completions for a dataset's prompts.",
-        lambda: (cli_args.GenerateArguments,),
-        commands.run_generate,
-    ),
-    "cache-logits": Command(
-        "Offline teacher: store the teacher's top-k log-probabilities so training needs no teacher.",
-        lambda: (cli_args.CacheLogitsArguments,),
-        commands.run_cache_logits,
-    ),
-    "train": Command(
-        "Distil with DistillationTrainer (options: DistillationConfig and TRL's ModelConfig).",
-        _training_types,
-        commands.run_train,
-    ),
-    "benchmark": Command(
-        "Student vs teacher (and a baseline): quality, fidelity, latency and size.",
-        lambda: (cli_args.BenchmarkArguments,),
-        commands.run_benchmark,
-    ),
-    "card": Command(
-        "Write the model card of a saved student from its provenance and benchmark report.",
-        lambda: (cli_args.CardArguments,),
-        commands.run_card,
-    ),
-    "push": Command(
-        "Publish a saved student with its card, licence files and provenance in one commit.",
-        lambda: (cli_args.PushArguments,),
-        commands.run_push,
-    ),
-    "init-student": Command(
-        "A shallower copy of the teacher (its architecture, tokenizer and chosen layers) to distil into.",
-        lambda: (InitStudentArguments,),
-        run_init_student,
-    ),
-    "space": Command(
-        "Write (and push) a Gradio Space comparing the student with its teacher.",
-        lambda: (cli_args.SpaceArguments,),
-        commands.run_space,
-    ),
-}
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -109,17 +41,11 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog="Start with `hf-distill quickstart`: it runs offline on a laptop CPU in minutes.",
     )
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks instead of one-line errors.")
-    parser.add_argument("--version", action="version", version=f"hf-distill {_version()}")
+    parser.add_argument("--version", action="version", version=f"hf-distill {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name, command in COMMANDS.items():
         subparsers.add_parser(name, help=command.help, add_help=False)
     return parser
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _one_line(error: BaseException) -> str:

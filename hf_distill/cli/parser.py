@@ -9,7 +9,11 @@ import os
 import types
 from argparse import ArgumentDefaultsHelpFormatter, Namespace, RawDescriptionHelpFormatter
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+
+from ..errors import HfDistillError
+from .registry import COMMANDS
 
 __all__ = ["RecipeError", "closest_options", "make_parser", "parse_recipe", "pipeline_options"]
 
@@ -20,7 +24,7 @@ class _HelpFormatter(RawDescriptionHelpFormatter, ArgumentDefaultsHelpFormatter)
     """Keeps the description's line breaks and shows each option's default."""
 
 
-class RecipeError(ValueError):
+class RecipeError(HfDistillError, ValueError):
     """A `--config` recipe cannot be read or holds keys no option of the command knows."""
 
 
@@ -139,10 +143,6 @@ def _check_recipe_keys(recipe: dict, options: set[str], *, argv_path: str, prog:
 
 def pipeline_options() -> set[str]:
     """Every option name of every `hf-distill` command: the vocabulary one recipe may use across the pipeline."""
-    from dataclasses import fields
-
-    from .main import COMMANDS
-
     return {f.name for command in COMMANDS.values() for cls in command.dataclass_types() for f in fields(cls)}
 
 

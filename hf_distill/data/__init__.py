@@ -1,42 +1,38 @@
-"""Offline data for distillation: teacher-generated completions (sequence-level) and cached teacher logits.
+"""`hf_distill.data`: offline teacher data under its public path. The code lives in `hf_distill.offline` (teacher
+runs) and `hf_distill.formats` (the cached top-k format and its codec).
 
 - [`generate_completions`]: the teacher writes completions for prompts; train any student on them, whatever its
   tokenizer.
 - [`cache_teacher_logits`]: the teacher scores a dataset once and its top-k log-probabilities are stored in a
   `datasets` dataset; `DistillationTrainer(teacher_model=None, train_dataset=cached)` then trains without it.
-
-Both write shards atomically, resume after an interruption, split the work across `torchrun` / `accelerate launch`
-processes with the same result as one process, and write a `README.md` dataset card.
 """
 
-from .codec import CODEC_NAME, CodecError, TopKCodec, decode_topk, encode_topk
-from .format import CACHED_COLUMNS, CachedDatasetError, CacheInfo, chat_template_hash, tokenizer_hash
-from .generation import GenerationSettingsError, generate_completions
-from .logit_cache import CacheSettingsError, cache_teacher_logits, topk_log_probs
-from .shards import CorruptShardError, ProcessGroup, ResumeError, ShardStore, run_sharded
-from .tokenization import DatasetFormatError, tokenize_like_sft
+from .._lazy import lazy_namespace
 
-__all__ = [
-    "CACHED_COLUMNS",
-    "CODEC_NAME",
-    "CacheInfo",
-    "CacheSettingsError",
-    "CachedDatasetError",
-    "CodecError",
-    "CorruptShardError",
-    "DatasetFormatError",
-    "GenerationSettingsError",
-    "ProcessGroup",
-    "ResumeError",
-    "ShardStore",
-    "TopKCodec",
-    "cache_teacher_logits",
-    "chat_template_hash",
-    "decode_topk",
-    "encode_topk",
-    "generate_completions",
-    "run_sharded",
-    "tokenize_like_sft",
-    "tokenizer_hash",
-    "topk_log_probs",
-]
+_EXPORTS = {
+    "CACHED_COLUMNS": "..formats.cache",
+    "CODEC_NAME": "..formats.codec",
+    "CacheInfo": "..formats.cache",
+    "CacheSettingsError": "..offline.logit_cache",
+    "CachedDatasetError": "..formats.cache",
+    "CodecError": "..formats.codec",
+    "CorruptShardError": "..offline.shards",
+    "DatasetFormatError": "..formats.tokenization",
+    "GenerationSettingsError": "..offline.generation",
+    "ResumeError": "..offline.shards",
+    "TopKCodec": "..formats.codec",
+    "cache_teacher_logits": "..offline.logit_cache",
+    "chat_template_hash": "..fingerprints",
+    "decode_topk": "..formats.codec",
+    "encode_topk": "..formats.codec",
+    "generate_completions": "..offline.generation",
+    "tokenize_like_sft": "..formats.tokenization",
+    "tokenizer_hash": "..fingerprints",
+    "topk_log_probs": "..offline.logit_cache",
+}
+# Importable as before, but internals: not part of the public API.
+_INTERNAL = {"ProcessGroup": "..offline.shards", "ShardStore": "..offline.shards", "run_sharded": "..offline.shards"}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_namespace(__name__, {**_EXPORTS, **_INTERNAL})

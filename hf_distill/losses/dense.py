@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .divergences import per_token_divergence
+from .divergences import LossInputError, per_token_divergence
 
 __all__ = ["distillation_loss", "log_softmax_fp32", "reduce_per_token"]
 
@@ -30,7 +30,7 @@ def reduce_per_token(per_token: torch.Tensor, mask: torch.Tensor | None, reducti
         count = mask.sum() if mask is not None else torch.tensor(per_token.numel(), device=per_token.device)
         # A batch without counted positions reduces to 0 rather than 0 / 0.
         return per_token.sum() / count.clamp(min=1).to(per_token.dtype)
-    raise ValueError(f"Unknown reduction {reduction!r}: use 'mean', 'sum' or 'none'.")
+    raise LossInputError(f"Unknown reduction {reduction!r}: use 'mean', 'sum' or 'none'.")
 
 
 def distillation_loss(
@@ -78,13 +78,13 @@ def distillation_loss(
     ```
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
+        raise LossInputError(
             f"Student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ "
             "in shape. Both must cover the same positions and vocabulary; align a padded teacher vocabulary by "
             "slicing `teacher_logits[..., :student_vocab_size]`."
         )
     if mask is not None and mask.shape != student_logits.shape[:-1]:
-        raise ValueError(f"`mask` has shape {tuple(mask.shape)}; expected {tuple(student_logits.shape[:-1])}.")
+        raise LossInputError(f"`mask` has shape {tuple(mask.shape)}; expected {tuple(student_logits.shape[:-1])}.")
     per_token = per_token_divergence(
         log_softmax_fp32(student_logits, temperature),
         log_softmax_fp32(teacher_logits, temperature),

@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["DIVERGENCES", "DivergenceFn", "per_token_divergence"]
+from ..errors import HfDistillError
+
+__all__ = ["DIVERGENCES", "DivergenceFn", "LossInputError", "per_token_divergence"]
+
+
+class LossInputError(HfDistillError, ValueError):
+    """A loss function was called with arguments it cannot use (an unknown divergence or reduction, shapes that
+    differ); the message names the argument and the fix."""
 
 DivergenceFn = Callable[..., torch.Tensor]
 
@@ -95,7 +102,7 @@ def per_token_divergence(
     try:
         fn = DIVERGENCES[divergence]
     except KeyError:
-        raise ValueError(
+        raise LossInputError(
             f"Unknown divergence {divergence!r}. Choose one of: {', '.join(DIVERGENCES)} "
             "(`DistillationConfig.divergence`, CLI `--divergence`)."
         ) from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import logging
 
+from ..errors import HfDistillError
 from ..heads import OutputHead
 from .divergences import DIVERGENCES
 from .fused_chunks import (
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class FusedLossError(ValueError):
+class FusedLossError(HfDistillError, ValueError):
     """Invalid input to the fused distillation loss; the message names the argument, its value and the fix."""
 
 

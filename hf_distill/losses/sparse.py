@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import HfDistillError
 from ..heads import OutputHead
 from .dense import log_softmax_fp32
 from .divergences import per_token_divergence
@@ -27,7 +28,7 @@ __all__ = ["SparseTeacherError", "sparse_kd_terms", "tail_log_probs_from_topk"]
 _NO_MASS = -1e30
 
 
-class SparseTeacherError(ValueError):
+class SparseTeacherError(HfDistillError, ValueError):
     """Cached top-k teacher targets that the sparse loss cannot use as given."""
 
 

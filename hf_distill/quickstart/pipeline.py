@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..provenance import environment_info
-from ..space.requirements import GRADIO_SDK_VERSION
+from .._version import __version__
+from ..errors import HfDistillError
+from ..publish.provenance import environment_info
+from ..publish.repo import validate_repo_id
+from ..publish.space.requirements import GRADIO_SDK_VERSION
 from .presets import PRESETS, QuickstartPreset
 from .report import comparison_rows, format_table, verdict_lines
 
@@ -38,11 +40,11 @@ REQUIRED_MODULES = {
 _VERSIONED = ("torch", "transformers", "trl", "datasets", "tokenizers")
 
 
-class QuickstartError(ValueError):
+class QuickstartError(HfDistillError, ValueError):
     """A quickstart argument is invalid, or a package it needs is missing (checked before anything is trained)."""
 
 
-class QuickstartStageError(RuntimeError):
+class QuickstartStageError(HfDistillError, RuntimeError):
     """A stage after the benchmark failed; what the earlier stages measured was printed and saved first."""
 
 
@@ -147,8 +149,6 @@ def _check(output_dir: Path, preset: str, push_to_hub: str | None, num_threads: 
     if output_dir.exists() and not output_dir.is_dir():
         problems.append(f"`output_dir` (--output_dir) {str(output_dir)!r} is a file; choose a folder.")
     if push_to_hub is not None:
-        from ..hub import validate_repo_id
-
         try:
             validate_repo_id(push_to_hub, argument="push_to_hub")
         except ValueError as error:

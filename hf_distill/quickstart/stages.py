@@ -8,6 +8,8 @@ from datasets import Dataset, DatasetDict
 from huggingface_hub import DatasetCard, DatasetCardData
 from transformers import AutoTokenizer
 
+from ..publish.repo import resolve_token
+from ..publish.space import create_space
 from .presets import QuickstartPreset
 from .scoring import task_accuracy_metric
 from .tasks import DATASET_LICENSE, build_task_dataset
@@ -89,8 +91,6 @@ def benchmark(trainer, settings: QuickstartPreset, test: Dataset, accuracy: str,
 
 
 def card_and_space(trainer, report, teacher_dir: Path, *, output_dir: Path, model_name: str) -> Path:
-    from ..space import create_space
-
     trainer.create_model_card(model_name=model_name, report=report, dataset_licenses=DATASET_LICENSE, plot_path=_PLOT)
     space = create_space(
         output_dir / "student", teacher=teacher_dir, output_dir=output_dir / "space", benchmark=report, title=_TITLE
@@ -101,9 +101,6 @@ def card_and_space(trainer, report, teacher_dir: Path, *, output_dir: Path, mode
 def push(trainer, report, repo_id: str, *, private: bool | None, output_dir: Path) -> tuple[dict, list[str]]:
     """Push the student (one commit) and a student-only Space `<repo_id>-demo` when a token is set; the local teacher
     is not on the Hub, so the pushed Space shows the student alone."""
-    from ..hub import resolve_token
-    from ..space import create_space
-
     if not resolve_token(None):
         return {}, ["not pushed: no Hugging Face token. Set HF_TOKEN or run `hf auth login`, then run again."]
     result = trainer.push_to_hub(repo_id, report=report, private=private, dataset_licenses=DATASET_LICENSE)

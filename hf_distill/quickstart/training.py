@@ -16,6 +16,8 @@ from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..training.config import DistillationConfig
+from ..training.trainer import DistillationTrainer
 from .models import build_config, train_tokenizer
 from .presets import QuickstartPreset
 
@@ -169,9 +171,6 @@ def train_distilled_student(
 ):
     """Logit distillation (forward KL to the teacher, `preset.alpha`) of a freshly initialised student; returns the
     trainer after saving the student (weights, tokenizer, provenance) to `output_dir`."""
-    from ..config import DistillationConfig
-    from ..trainer import DistillationTrainer
-
     args = DistillationConfig(
         output_dir=str(output_dir),
         divergence="forward_kl",

@@ -16,6 +16,7 @@ from ..gguf import gguf_tokenizer_kwargs
 from ..heads import unwrap_model
 from ..teachers.local_model import load_teacher_model
 from .layers import StudentInitError, decoder_layers, select_layers
+from .record import save_initialised_student
 
 __all__ = ["INIT_CONFIG_KEY", "init_student", "student_config"]
 
@@ -79,8 +80,6 @@ def init_student(
     if getattr(inner, "generation_config", None) is not None:
         student.generation_config = copy.deepcopy(inner.generation_config)
     if output_dir is not None:
-        from .record import save_initialised_student
-
         tokenizer = tokenizer if tokenizer is not None else _teacher_tokenizer(teacher, teacher_model_init_kwargs)
         save_initialised_student(student, tokenizer, output_dir, teacher=teacher, teacher_model=inner)
     return student

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from torch import nn
+from ..errors import HfDistillError
+
+if TYPE_CHECKING:  # `hf-distill --help` reads LAYER_STRATEGIES from here: torch loads only when a model is cut
+    from torch import nn
 
 __all__ = ["LAYER_STRATEGIES", "StudentInitError", "decoder_layers", "select_layers"]
 
@@ -12,7 +16,7 @@ __all__ = ["LAYER_STRATEGIES", "StudentInitError", "decoder_layers", "select_lay
 LAYER_STRATEGIES = ("every_other", "uniform", "first", "last")
 
 
-class StudentInitError(ValueError):
+class StudentInitError(HfDistillError, ValueError):
     """A bad `num_layers` or `strategy` for `init_student` (`hf-distill init-student`)."""
 
 
@@ -64,6 +68,8 @@ def select_layers(num_teacher_layers: int, num_layers: int | None, strategy: str
 def decoder_layers(model: nn.Module, num_layers: int) -> tuple[str, nn.ModuleList]:
     """The qualified name and the `nn.ModuleList` of a causal LM's decoder layers (`model.layers` for Llama, Qwen,
     Gemma; `transformer.h` for GPT-2): the first module list with one entry per hidden layer."""
+    from torch import nn
+
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == num_layers:
             return name, module

@@ -12,7 +12,8 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 from torch import nn
 
-from ..provenance.sources import model_record
+from .._version import __version__
+from ..publish.provenance.sources import model_record
 
 __all__ = ["INIT_PROVENANCE_FILE", "init_card", "save_initialised_student"]
 
@@ -30,8 +31,6 @@ def save_initialised_student(student: nn.Module, tokenizer, output_dir, *, teach
     source = teacher if isinstance(teacher, (str, os.PathLike)) else teacher_model
     record = model_record("teacher", source)
     record.details = {**record.details, **_gguf_details(teacher_model)}
-    from .. import __version__
-
     init = student.config.student_init
     provenance = {
         **init,

@@ -1,19 +1,26 @@
-"""What a teacher source gives the trainer, and the protocol every source implements."""
+"""What a teacher source gives the trainer, and `TeacherSource`, the base class of every source with every hook the
+trainer, the benchmark and the provenance read."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
 
+from ..fingerprints import TeacherProvenance
 from ..heads import OutputHead
 from ..losses.fused import fused_kd_terms
 from ..losses.sparse import sparse_kd_terms
 from ..losses.terms import KDTerms, LossSettings, dense_kd_terms
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 __all__ = ["TeacherHidden", "TeacherSource", "TeacherTopK", "TeacherTargets"]
 
@@ -58,19 +65,33 @@ class TeacherTopK:
 TeacherTargets = TeacherHidden | TeacherTopK
 
 
-@runtime_checkable
-class TeacherSource(Protocol):
-    """Where the teacher's next-token distributions come from during training.
+class TeacherSource:
+    """Where the teacher's next-token distributions come from during training: the base class of every source.
 
-    A new source is one file in `hf_distill/teachers/` implementing this protocol, plus one line in
-    `TEACHER_SOURCES` (`hf_distill/teachers/__init__.py`).
+    A new source is one file in `hf_distill/teachers/` with a subclass that implements `setup` and `targets` and sets
+    the hooks below that apply to it, plus one line in `TEACHER_SOURCES` (`hf_distill/teachers/__init__.py`). The
+    trainer, the benchmark and the provenance read these hooks and nothing else of a source.
     """
 
     #: dataset columns the source reads from each batch; the trainer keeps them through column pruning.
-    dataset_columns: tuple[str, ...]
+    dataset_columns: tuple[str, ...] = ()
+    #: per-token columns the collator pads for the source, with their padding values (none for a live teacher).
+    collator_columns: Mapping[str, float | int] = MappingProxyType({})
+    #: a `Dataset.with_transform` function turning stored columns into `collator_columns`; None: nothing to decode.
+    decode_batch: Callable[[dict], dict] | None = None
+    #: the teacher model run beside the student (None for a cached teacher); the benchmark compares against it.
+    model: nn.Module | None = None
+    #: the teacher's tokenizer when known; the vocabulary check and the benchmark's fidelity use it.
+    teacher_tokenizer: PreTrainedTokenizerBase | None = None
+    #: what the user gave as the teacher (Hub id, local path or model), recorded in the student's provenance.
+    source: str | os.PathLike | nn.Module | None = None
+    #: the model that wrote cached targets (name and revision), recorded in the provenance when `source` is None.
+    teacher_provenance: TeacherProvenance | None = None
 
     def setup(self, trainer: DistillationTrainer) -> None:
         """Called once the trainer (and its accelerator) exists: place models, check the vocabulary."""
+        raise NotImplementedError(f"{type(self).__name__} must implement setup(trainer)")
 
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherTargets:
         """Teacher targets at the positions where `position_mask` `(batch, seq - 1)` is True, in row-major order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement targets(inputs, position_mask)")

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..data.format import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
-from ..data.teacher import TeacherProvenance
+from ..fingerprints import TeacherProvenance
+from ..formats.cache import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
 from ..losses.sparse import SparseTeacherError
 from ..vocabulary import tokenizer_rows
-from .base import TeacherTopK
+from .base import TeacherSource, TeacherTopK
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 __all__ = ["CachedTopKTeacher"]
 
@@ -27,7 +27,7 @@ LOG_PROBS_COLUMN = "teacher_topk_log_probs"
 TAIL_COLUMN = "teacher_topk_tail_log_probs"
 
 
-class CachedTopKTeacher:
+class CachedTopKTeacher(TeacherSource):
     """Gives [`TeacherTopK`] targets read from the batch; holds no model.
 
     Example:

@@ -16,10 +16,10 @@ from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_mod
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
-from .base import TeacherHidden
+from .base import TeacherHidden, TeacherSource
 
 if TYPE_CHECKING:
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _training_texts(trainer: DistillationTrainer, num_rows: int = 16) -> list[st
     return [trainer.tokenizer.decode(list(row), skip_special_tokens=True) for row in rows]
 
 
-class LocalModelTeacher:
+class LocalModelTeacher(TeacherSource):
     """A frozen causal LM run on each batch; gives [`TeacherHidden`] targets.
 
     Args:
@@ -130,7 +130,7 @@ class LocalModelTeacher:
     dataset_columns: tuple[str, ...] = ()
 
     def __init__(self, teacher, init_kwargs=None, *, teacher_tokenizer=None, trust_remote_code=False):
-        self._source = teacher
+        self.source = teacher
         self.model = load_teacher_model(teacher, init_kwargs, trust_remote_code=trust_remote_code)
         if teacher_tokenizer is None:  # fetched like the model: same revision, token, cache, offline setting
             located = hub_kwargs({**(init_kwargs or {}), "trust_remote_code": trust_remote_code})

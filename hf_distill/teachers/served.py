@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..data.teacher import TeacherProvenance
+from ..fingerprints import TeacherProvenance
 from ..losses.dense import log_softmax_fp32
 from ..losses.sparse import sparse_kd_terms, tail_log_probs_from_topk
 from ..losses.terms import KDTerms, LossSettings, cross_entropy_per_token
-from .base import TeacherTopK
+from .base import TeacherSource, TeacherTopK
 from .served_client import (
     SERVER_KINDS,
     ServedTeacherError,
@@ -46,7 +46,7 @@ from .served_client import (
 
 if TYPE_CHECKING:
     from ..heads import OutputHead
-    from ..trainer import DistillationTrainer
+    from ..training.trainer import DistillationTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class _PrefetchingCollator:
         return batch
 
 
-class ServedTeacher:
+class ServedTeacher(TeacherSource):
     """A teacher served by vLLM (`vllm serve MODEL --max-logprobs K`) or SGLang (`python -m sglang.launch_server`);
     gives [`TeacherTopK`] targets for the sparse loss (top-k plus a tail bucket).
 
@@ -189,7 +189,8 @@ class ServedTeacher:
                  model: str | None = None, revision: str | None = None, timeout: float = 60.0, max_retries: int = 4,
                  prefetch: int = 2):
         _check_settings(url, kind, top_k, prefetch)
-        self.url, self.kind, self.top_k, self.model, self.revision = url.rstrip("/"), kind, top_k, model, revision
+        self.url, self.kind, self.top_k, self.revision = url.rstrip("/"), kind, top_k, revision
+        self.served_model = model  # the server's name for it (`model` of TeacherSource is a local module: None here)
         self.client = ServerClient(url, kind, api_key=api_key_from_env(api_key_env), timeout=timeout,
                                    max_retries=max_retries)
         self.teacher_provenance: TeacherProvenance | None = None
@@ -217,8 +218,8 @@ class ServedTeacher:
                 "padding-free row packs several. Set padding_free=False (and packing=False) with a served teacher."
             )
         info = self.client.model_info()
-        if self.model is None:
-            self.model = info.served_name
+        if self.served_model is None:
+            self.served_model = info.served_name
         self._check_tokenizer(trainer.tokenizer)
         self._check_top_k(trainer.tokenizer, trainer.student_head.vocab_size)
         self.teacher_provenance = TeacherProvenance(name=info.model,
@@ -227,11 +228,11 @@ class ServedTeacher:
         logger.info("Served teacher %s at %s (%s), top_k=%d.", info.model, self.url, self.kind, self.top_k)
 
     def _check_tokenizer(self, tokenizer) -> None:
-        served = self.client.tokenize(PROBE_TEXT, self.model)
+        served = self.client.tokenize(PROBE_TEXT, self.served_model)
         local = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
         if served != local:
             raise ServedTeacherError(
-                f"The served teacher ({self.model!r} at {self.url}) tokenizes the probe {PROBE_TEXT!r} as "
+                f"The served teacher ({self.served_model!r} at {self.url}) tokenizes the probe {PROBE_TEXT!r} as "
                 f"{served[:12]}..., the student's tokenizer as {local[:12]}...: they are different tokenizers, and "
                 "logit distillation needs a shared one. Serve a teacher of the student's family, or distil at "
                 "sequence level (`hf-distill generate`, then train on the generated completions)."
@@ -245,7 +246,7 @@ class ServedTeacher:
                 f"{vocab_size}."
             )
         try:
-            answer = self.client.top_k([probe], self.top_k, self.model)[0]
+            answer = self.client.top_k([probe], self.top_k, self.served_model)[0]
         except ServedTeacherRequestError as error:
             if error.max_logprobs is None:
                 raise
@@ -267,7 +268,7 @@ class ServedTeacher:
         self._prefetcher.submit(_batch_key(rows), rows)
 
     def _fetch(self, rows: list[list[int]]) -> list[TopKRows]:
-        return self.client.top_k(rows, self.top_k, self.model)
+        return self.client.top_k(rows, self.top_k, self.served_model)
 
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TemperedTopK:
         rows = _rows(inputs)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import httpx
 import torch
 
+from ..errors import HfDistillError
+
 __all__ = ["ServedModelInfo", "ServedTeacherError", "ServedTeacherUnavailable", "ServerClient", "TopKRows"]
 
 SERVER_KINDS = ("vllm", "sglang")
@@ -35,11 +37,11 @@ _RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 _MAX_LOGPROBS_MESSAGE = re.compile(r"greater than max allowed: (\d+)")
 
 
-class ServedTeacherError(ValueError):
+class ServedTeacherError(HfDistillError, ValueError):
     """A served teacher that cannot teach this student as configured (wrong settings, model or tokenizer)."""
 
 
-class ServedTeacherUnavailable(ConnectionError):
+class ServedTeacherUnavailable(HfDistillError, ConnectionError):
     """The teacher's server did not answer usefully after every retry; training stops before the optimizer step."""
 
 

@@ -1,0 +1,218 @@
+"""`DistillationConfig`: `trl.SFTConfig` plus the teacher and the distillation loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import SFTConfig
+
+from ..errors import HfDistillError
+from ..losses import DIVERGENCES
+
+__all__ = [
+    "ConfigFieldPassedToTrainerError",
+    "DistillationConfig",
+    "DistillationConfigError",
+    "HardwareSFTConfig",
+    "reject_config_fields_in_trainer_kwargs",
+]
+
+
+def _cuda_bf16_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+
+
+def follow_hardware(config: SFTConfig) -> None:
+    """Defaults that depend on the machine, set before `SFTConfig.__post_init__` runs:
+
+    - bf16: TRL turns it on everywhere, which fails without a bf16 GPU; on only where the GPU supports it.
+    - pinned memory: useless without an accelerator (torch warns on every run); off there.
+    - TRL's `gradient_checkpointing=True` default moves to its new name `activation_checkpointing`, so transformers'
+      deprecation warning only fires when the user wrote the old name themselves (with a non-default value).
+    """
+    if config.bf16 is None and not config.fp16:
+        config.bf16 = _cuda_bf16_available()
+    if config.dataloader_pin_memory and not _accelerator_available():
+        config.dataloader_pin_memory = False
+    if getattr(config, "activation_checkpointing", False) is None and config.gradient_checkpointing is True:
+        config.activation_checkpointing, config.gradient_checkpointing = True, None
+
+
+class DistillationConfigError(HfDistillError, ValueError):
+    """One or more `DistillationConfig` fields are invalid; the message lists every problem and its fix."""
+
+
+class ConfigFieldPassedToTrainerError(DistillationConfigError, TypeError):
+    """A `DistillationConfig` field was given to `DistillationTrainer(...)` as a keyword argument."""
+
+
+def reject_config_fields_in_trainer_kwargs(kwargs: dict[str, Any]) -> None:
+    """Raise [`ConfigFieldPassedToTrainerError`] for keys of `kwargs` (the extra keyword arguments of
+    `DistillationTrainer`) that `trl.SFTTrainer` does not take but that are `DistillationConfig` fields, saying where
+    they go instead of Python's bare `TypeError: ... got an unexpected keyword argument`."""
+    import inspect
+    from dataclasses import fields
+
+    from trl import SFTTrainer
+
+    accepted = set(inspect.signature(SFTTrainer.__init__).parameters)
+    config_fields = {f.name for f in fields(DistillationConfig)}
+    misplaced = sorted(key for key in kwargs if key not in accepted and key in config_fields)
+    if misplaced:
+        settings = ", ".join(f"{key}=..." for key in misplaced)
+        flags = " ".join(f"--{key} ..." for key in misplaced)
+        raise ConfigFieldPassedToTrainerError(
+            f"{', '.join(repr(k) for k in misplaced)} {'is a field' if len(misplaced) == 1 else 'are fields'} of "
+            f"DistillationConfig, not {'an argument' if len(misplaced) == 1 else 'arguments'} of DistillationTrainer: "
+            f"pass `args=DistillationConfig(..., {settings})` (on the command line: `hf-distill train {flags}`, or "
+            "the same keys in a --config recipe)."
+        )
+
+
+def _json_object(text: str, name: str) -> Any:
+    """`text` parsed as JSON; a syntax error names the field and its flag and shows a valid value."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DistillationConfigError(
+            f"`{name}` (--{name}) is not valid JSON ({error.msg} at character {error.pos} of {text!r}): write a JSON "
+            f"object with double-quoted keys, e.g. --{name} '{{\"dtype\": \"bfloat16\"}}'."
+        ) from None
+
+
+@dataclass
+class HardwareSFTConfig(SFTConfig):
+    """`trl.SFTConfig` whose bf16, pinned-memory and checkpointing defaults follow the machine (see
+    `follow_hardware`): the configuration of plain SFT steps (sequence-level distillation) that also run on a CPU."""
+
+    def __post_init__(self):
+        follow_hardware(self)
+        super().__post_init__()
+
+
+@dataclass
+class DistillationConfig(SFTConfig):
+    r"""
+    Configuration of [`DistillationTrainer`]: every [`trl.SFTConfig`] field, plus the teacher and the loss.
+
+    The training loss is `alpha * KD + (1 - alpha) * CE`, where KD is the chosen divergence between the student's and
+    the teacher's next-token distributions and CE is SFT's cross-entropy on the dataset's labels (its flavour set by
+    `loss_type`, `"nll"` or `"dft"`, exactly as in `SFTConfig`). Both terms count the same tokens: the ones SFT trains
+    on (completion-only for prompt/completion and messages data, every token for plain text).
+
+    Example:
+
+    ```python
+    >>> from hf_distill import DistillationConfig
+    >>> args = DistillationConfig(output_dir="student", divergence="jsd", beta=0.5, alpha=0.9)
+    >>> args.divergence
+    'jsd'
+    ```
+    """
+
+    # Teacher
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id or local path of the teacher, used when the trainer gets no `teacher_model`. Leave unset "
+            "when the training data carries cached teacher logits (`hf-distill cache-logits`)."
+        },
+    )
+    teacher_model_init_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when the teacher is loaded from an "
+            "id or path, e.g. `{'dtype': 'bfloat16'}` or a `quantization_config` for an 8-bit/4-bit teacher."
+        },
+    )
+
+    # Loss
+    divergence: str = field(
+        default="forward_kl",
+        metadata={
+            "help": "Divergence between student and teacher distributions.",
+            "choices": list(DIVERGENCES),
+        },
+    )
+    alpha: float = field(
+        default=0.9,
+        metadata={
+            "help": "Weight of the distillation term; `1 - alpha` weighs cross-entropy on the labels. Hinton et al. "
+            "put most of the weight on the soft targets. `alpha=0` is plain SFT."
+        },
+    )
+    beta: float = field(
+        default=0.5,
+        metadata={
+            "help": "Teacher weight in the `jsd` mixture m = (1 - beta) p_student + beta p_teacher, as in TRL's GKD; "
+            "0 is forward KL, 1 reverse KL."
+        },
+    )
+    skew: float = field(
+        default=0.1,
+        metadata={"help": "Mixing weight of `skew_forward_kl` / `skew_reverse_kl` (DistiLLM uses 0.1), in [0, 1)."},
+    )
+    temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "Softmax temperature applied to both models' logits. As in TRL, the loss is not multiplied by "
+            "temperature**2."
+        },
+    )
+    use_fused_kd_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the distillation loss from hidden states in token chunks, never holding both models' "
+            "full logits (memory-lean at 150k+ vocabularies). Set False to use the dense reference loss."
+        },
+    )
+    kd_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Tokens per chunk of the fused loss; chosen from a memory budget when unset."},
+    )
+
+    def __post_init__(self):
+        follow_hardware(self)
+        super().__post_init__()
+        if isinstance(self.teacher_model_init_kwargs, str):
+            self.teacher_model_init_kwargs = _json_object(self.teacher_model_init_kwargs, "teacher_model_init_kwargs")
+        problems = self.distillation_problems()
+        if problems:
+            raise DistillationConfigError(
+                "Invalid DistillationConfig:\n" + "\n".join(f"- {problem}" for problem in problems)
+            )
+
+    def distillation_problems(self) -> list[str]:
+        """Every invalid distillation field, each with its value, the valid range and the CLI flag."""
+        problems = []
+        if self.divergence not in DIVERGENCES:
+            problems.append(
+                f"`divergence` (--divergence) is {self.divergence!r}; choose one of: {', '.join(DIVERGENCES)}."
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            problems.append(f"`alpha` (--alpha) is {self.alpha}; it must be in [0, 1] (1 = distillation only).")
+        if not 0.0 <= self.beta <= 1.0:
+            problems.append(f"`beta` (--beta) is {self.beta}; it must be in [0, 1] (0.5 is the symmetric JSD).")
+        if not 0.0 <= self.skew < 1.0:
+            problems.append(f"`skew` (--skew) is {self.skew}; it must be in [0, 1) (DistiLLM uses 0.1).")
+        if not self.temperature > 0.0:
+            problems.append(f"`temperature` (--temperature) is {self.temperature}; it must be > 0 (1.0 = unchanged).")
+        if self.kd_chunk_size is not None and self.kd_chunk_size < 1:
+            problems.append(f"`kd_chunk_size` (--kd_chunk_size) is {self.kd_chunk_size}; it must be >= 1 or unset.")
+        if self.teacher_model_init_kwargs is not None and not isinstance(self.teacher_model_init_kwargs, dict):
+            problems.append(
+                "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict or a JSON object string, "
+                f"got {type(self.teacher_model_init_kwargs).__name__}."
+            )
+        return problems
