@@ -98,7 +98,7 @@ def make_canaries(
         secret = _random_secret(rng, num_digits)
         if secret not in secrets:  # a list, not a set: the order must not depend on string hashing
             secrets.append(secret)
-    return [Canary(s, int(r), template) for s, r in zip(secrets, repetitions)]
+    return [Canary(s, int(r), template) for s, r in zip(secrets, repetitions, strict=True)]
 
 
 def insert_canaries(
