@@ -18,6 +18,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, get_token
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
 
+from .benchmark.trust.card import risk_record_files
 from .card import PLOT_PATH, build_model_card, check_card
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
 from .provenance import LICENSE_FILE_NAMES, PROVENANCE_FILE, Provenance, weight_file_hashes
@@ -272,6 +273,7 @@ def _prepare(
     provenance.weight_files = weight_file_hashes(source)
     provenance.student["push_mode"] = mode
     generated[PROVENANCE_FILE] = provenance.to_json().encode()
+    generated.update(risk_record_files(report, provenance, verdict))
     card = build_model_card(provenance, report, verdict, repo_id=repo_id, mode=mode, plot_path=plot_path,
                             co2_eq_emissions=co2_eq_emissions, extra_metadata=extra_metadata)
     check_card(card)
