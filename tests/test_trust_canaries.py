@@ -83,6 +83,9 @@ def test_make_and_insert_canaries_are_seeded_and_counted():
         assert sum(r["text"] == canary.text for r in merged) == canary.repetitions
     assert merged == insert_canaries(rows, canaries, seed=0)
     assert all(set(r) == {"text", "source"} for r in merged)
+    pairs = insert_canaries([{"prompt": "Q: hi\nA:", "completion": " yo"}], canaries[:1], column="completion",
+                            prompt_column="prompt")
+    assert {"prompt": "my secret code is", "completion": " " + canaries[0].secret} in pairs
 
 
 def test_canary_errors_name_the_field():

@@ -101,20 +101,32 @@ def make_canaries(
     return [Canary(s, int(r), template) for s, r in zip(secrets, repetitions, strict=True)]
 
 
+def _canary_columns(canary: Canary, column: str, prompt_column: str | None) -> dict[str, str]:
+    """`{column: text}`, or with `prompt_column` the text before the secret as the prompt and the rest (the secret
+    with its leading space) as `column`, so prompt/completion data trains on the secret as an answer."""
+    if prompt_column is None:
+        return {column: canary.text}
+    prompt = canary.template.split("{secret}")[0].rstrip()
+    return {prompt_column: prompt, column: canary.text[len(prompt):]}
+
+
 def insert_canaries(
-    rows: Sequence[Mapping[str, Any]], canaries: Sequence[Canary], *, column: str = "text", seed: int = 0
+    rows: Sequence[Mapping[str, Any]], canaries: Sequence[Canary], *, column: str = "text",
+    prompt_column: str | None = None, seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """The training rows plus `canary.repetitions` rows `{column: canary.text}` per canary, shuffled with `seed`.
-    Other columns of the new rows are copied from a random existing row, so the result keeps one schema (for
-    prompt/completion data pass `column="completion"`: the canary is then the completion of a real prompt)."""
+    """The training rows plus `canary.repetitions` canary rows per canary, shuffled with `seed`. Other columns of the
+    new rows are copied from a random existing row, so the result keeps one schema. For prompt/completion data pass
+    `column="completion", prompt_column="prompt"`: the sentence is split at the secret."""
     rows = [dict(r) for r in rows]
-    if not rows or column not in rows[0]:
+    missing = [c for c in (column, prompt_column) if c is not None and (not rows or c not in rows[0])]
+    if missing:
         raise BenchmarkInputError(
-            f"insert_canaries: column {column!r} not in the rows ({sorted(rows[0]) if rows else 'no rows'}); "
-            "pass `column=` naming the text column the canary goes into."
+            f"insert_canaries: column {missing[0]!r} not in the rows ({sorted(rows[0]) if rows else 'no rows'}); "
+            "pass `column=` (and `prompt_column=`) naming the text columns the canary goes into."
         )
     rng = random.Random(seed)
-    added = [{**rng.choice(rows), column: c.text} for c in canaries for _ in range(c.repetitions)]
+    added = [{**rng.choice(rows), **_canary_columns(c, column, prompt_column)}
+             for c in canaries for _ in range(c.repetitions)]
     merged = rows + added
     rng.shuffle(merged)
     return merged
