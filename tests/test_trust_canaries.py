@@ -46,7 +46,7 @@ def test_exposure_equals_an_independent_computation(tokenizer):
     assert result.exposure == pytest.approx(math.log2(len(others) + 1) - math.log2(rank))
 
 
-def _memorise(model, tokenizer, text: str, steps: int = 150) -> None:
+def _memorise(model, tokenizer, text: str, steps: int = 80) -> None:
     """Train on the canary among ordinary rows until the model has seen it `steps` times."""
     rows = [text] + CORPUS[:7]
     batch = tokenizer(rows, return_tensors="pt", padding=True)
@@ -63,9 +63,9 @@ def _memorise(model, tokenizer, text: str, steps: int = 150) -> None:
 
 def test_memorised_canary_has_high_exposure_and_unseen_one_does_not(tokenizer):
     canary = make_canaries((100,), num_digits=6, seed=5)[0]
-    untrained = ModelFactory(tokenizer)("llama", hidden=64, seed=0)
+    untrained = ModelFactory(tokenizer)("llama", hidden=32, seed=0)
     before = canary_exposure(untrained, tokenizer, canary, num_candidates=512, seed=1)
-    trained = ModelFactory(tokenizer)("llama", hidden=64, seed=0)
+    trained = ModelFactory(tokenizer)("llama", hidden=32, seed=0)
     _memorise(trained, tokenizer, canary.text)
     after = canary_exposure(trained, tokenizer, canary, num_candidates=512, seed=1)
     assert after.rank == 1 and after.exposure == pytest.approx(9.0)  # log2(512): ranked first of all candidates
