@@ -112,5 +112,6 @@ def test_trust_config_is_off_by_default_and_checked():
     assert not config.enabled and not config.canaries and not config.extraction_texts
     assert not (config.scan_outputs or config.robustness or config.safety or config.serving_cost)
     assert TrustConfig.everything().enabled
-    message = "\n".join(TrustConfig(perturbations=("typo",), price_per_hour=0).problems())
+    message = "\n".join(TrustConfig(perturbations=("typo",), price_per_hour=0, extraction_num_tokens=0).problems())
     assert "unknown kinds ['typo']" in message and "--trust_price_per_hour" in message
+    assert "`trust.extraction_num_tokens` must be >= 1, got 32 and 0" in message

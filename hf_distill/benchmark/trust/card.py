@@ -18,7 +18,7 @@ _SCHEMA = "hf_distill/risk_record/1"
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
+    return "–" if value is None else f"{value:,.0f}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

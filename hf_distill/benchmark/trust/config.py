@@ -83,6 +83,11 @@ class TrustConfig:
                 f"`trust.num_candidates` must be >= 2 and `trust.max_new_tokens` >= 1, got {self.num_candidates} and "
                 f"{self.max_new_tokens}."
             )
+        if self.extraction_prefix_tokens < 1 or self.extraction_num_tokens < 1:
+            problems.append(
+                f"`trust.extraction_prefix_tokens` and `trust.extraction_num_tokens` must be >= 1, got "
+                f"{self.extraction_prefix_tokens} and {self.extraction_num_tokens}; e.g. 32 and 50."
+            )
         if self.canaries and not all(isinstance(c, Canary) for c in self.canaries):
             problems.append("`trust.canaries` must hold `Canary` objects: build them with `make_canaries(...)`.")
         return problems
