@@ -50,8 +50,9 @@ def _leaves(value, path=""):
 
 
 # Fields that are legitimately empty here: the teacher has no fidelity to itself, the data has no config or
-# revision, the CPU machine has no accelerator, and no lm_eval task ran.
-_MAY_BE_EMPTY = {"teacher.fidelity", "dataset.config", "dataset.revision", "hardware.accelerators", "lm_eval_tasks"}
+# revision, the CPU machine has no accelerator, no lm_eval task ran, and trust measurements are opt-in.
+_MAY_BE_EMPTY = {"teacher.fidelity", "dataset.config", "dataset.revision", "hardware.accelerators", "lm_eval_tasks",
+                 "trust"}
 
 
 def test_every_field_is_filled(setup):

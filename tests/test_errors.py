@@ -30,6 +30,7 @@ from trl import SFTConfig
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.benchmark import benchmark
 from hf_distill.benchmark.errors import BenchmarkInputError
+from hf_distill.benchmark.trust import TrustConfig, make_canaries
 from hf_distill.cli import main
 from hf_distill.cli.commands import CliUsageError
 from hf_distill.cli.hub_access import HubUnreachableError
@@ -561,6 +562,15 @@ CASES = [
          StudentInitError, "`strategy` (--strategy) is 'random'; choose one of every_other, uniform, first, last."),
     Case("E-INIT-EVERY-OTHER", lambda env: init_student(env.models("llama", layers=4), num_layers=3),
          StudentInitError, "`strategy='every_other'` keeps layers 0, 2, 4, ... of the teacher's 4: that is 2 layers"),
+    Case("E-BENCH-TRUST-PRICE", lambda env: benchmark(_NOWHERE, dataset=tiny.prompt_completion_dataset(2),
+                                                      tokenizer=env.tokenizer, trust=TrustConfig(price_per_hour=-1)),
+         BenchmarkInputError, "`trust.price_per_hour` (--trust_price_per_hour) must be > 0, got -1"),
+    Case("E-BENCH-TRUST-PERTURBATION",
+         lambda env: benchmark(_NOWHERE, dataset=tiny.prompt_completion_dataset(2), tokenizer=env.tokenizer,
+                               trust=TrustConfig(robustness=True, perturbations=("typo",))),
+         BenchmarkInputError, "`trust.perturbations` has unknown kinds ['typo']"),
+    Case("E-TRUST-CANARY-TEMPLATE", lambda env: make_canaries((1, 10), template="my code"), BenchmarkInputError,
+         "Canary `template` 'my code' has no `{secret}` field"),
 ]
 
 

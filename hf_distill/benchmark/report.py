@@ -17,6 +17,7 @@ from typing import Any
 from .metrics import FORCED_METRICS
 from .plots import plot_report
 from .render import eval_results, report_markdown
+from .trust.report import TrustReport
 
 __all__ = [
     "BenchmarkReport", "BenchmarkSettings", "CostMetrics", "DatasetInfo", "FidelityMetrics", "Hardware",
@@ -217,6 +218,7 @@ class BenchmarkReport:
         gap_recovered (`dict[str, float | None]`): per quality metric, `(student - baseline) / (teacher - baseline)`
             (1 = the student reaches the teacher); None where teacher and baseline tie. Empty without a baseline.
         lm_eval_tasks (`dict[str, LmEvalTask]`): lm-evaluation-harness tasks that were run.
+        trust ([`TrustReport`], *optional*): leakage, robustness, safety agreement and serving cost, when asked for.
 
     Example:
 
@@ -238,6 +240,7 @@ class BenchmarkReport:
     baseline: ModelReport | None = None
     gap_recovered: dict[str, float | None] = field(default_factory=dict)
     lm_eval_tasks: dict[str, LmEvalTask] = field(default_factory=dict)
+    trust: TrustReport | None = None
 
     @property
     def models(self) -> list[ModelReport]:

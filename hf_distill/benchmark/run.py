@@ -36,6 +36,7 @@ from .report import (
     ModelReport,
     QualityMetrics,
 )
+from .trust import TrustConfig, run_trust
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def benchmark(
     num_warmup_runs: int = 1,
     lm_eval_tasks: Sequence[str] | None = None,
     lm_eval_kwargs: Mapping[str, Any] | None = None,
+    trust: TrustConfig | None = None,
 ) -> BenchmarkReport:
     """Benchmark a student against its teacher (and optionally a baseline) on held-out data: quality, fidelity to
     the teacher, and cost, every number measured here.
@@ -210,6 +212,8 @@ def benchmark(
         eval_batch_size (`int`, *optional*, defaults to `8`): batch size of scoring and of generating completions.
         lm_eval_tasks (`Sequence[str]`, *optional*): lm-evaluation-harness tasks to run on every model; settings in
             `lm_eval_kwargs` (see [`~hf_distill.benchmark.lm_eval_adapter.LmEvalRun`]).
+        trust ([`~hf_distill.benchmark.trust.TrustConfig`], *optional*): leakage, robustness, safety agreement and
+            serving cost (docs/trust.md), each part opt-in; None (the default) runs none of them.
 
     Raises:
         [`BenchmarkInputError`]: a bad argument or dataset, before any model is loaded or run.
@@ -232,7 +236,7 @@ def benchmark(
         max_new_tokens=max_new_tokens, batch_sizes=batch_sizes, num_latency_runs=num_latency_runs,
         num_warmup_runs=num_warmup_runs, task_metrics=task_metrics, eval_batch_size=eval_batch_size,
     )
-    problems = _check_arguments(sources, settings, device)
+    problems = _check_arguments(sources, settings, device) + (trust.problems() if trust is not None else [])
     if problems:
         raise BenchmarkInputError("Cannot benchmark:\n- " + "\n- ".join(problems))
     settings = BenchmarkSettings(**{**settings, "batch_sizes": list(batch_sizes), "task_metrics": list(task_metrics)})
@@ -272,4 +276,6 @@ def benchmark(
         report.update_gap_recovered()
         if lm_eval_run is not None:
             add_lm_eval_results(report, {m.role: (m.model, m.tokenizer) for m in models}, lm_eval_run)
+        if trust is not None and trust.enabled:
+            report.trust = run_trust(models, examples, {r: m.cost for r, m in reports.items()}, trust)
     return report

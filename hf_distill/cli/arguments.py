@@ -228,6 +228,10 @@ class BenchmarkArguments(DatasetArguments):
     max_samples: int | None = field(default=None, metadata={"help": "Use only the first rows of the split."})
     eval_batch_size: int = field(default=8, metadata={"help": "Batch size of scoring and generation."})
     device: str | None = field(default=None, metadata={"help": "Device to run on (default: first GPU, else CPU)."})
+    trust: bool = field(default=False, metadata={"help": "Also measure leakage, robustness, safety agreement and "
+                                                 "serving cost (docs/trust.md); writes risk_record.json."})
+    trust_price_per_hour: float | None = field(default=None, metadata={"help": "Serving price per hour (--trust)."})
+    trust_extraction_rows: int = field(default=0, metadata={"help": "Train-split rows for verbatim extraction."})
 
 
 @dataclass

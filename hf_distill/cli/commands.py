@@ -273,6 +273,7 @@ def _write_report(report, folder: Path) -> None:
 
 def run_benchmark(args: BenchmarkArguments) -> int:
     from ..benchmark import benchmark
+    from ..benchmark.trust.cli import trust_config_from_arguments, write_risk_record
 
     require(args, "student", "dataset_name", command="benchmark")
     check_hub_reachable({"--student": args.student, "--teacher": args.teacher, "--baseline": args.baseline,
@@ -293,7 +294,9 @@ def run_benchmark(args: BenchmarkArguments) -> int:
         dataset_split=args.dataset_test_split,
         max_samples=args.max_samples,
         eval_batch_size=args.eval_batch_size,
+        trust=trust_config_from_arguments(args, lambda split: load_dataset_argument(args, split)),
     )
+    write_risk_record(report, args.student)
     output_dir = args.output_dir or (str(Path(args.student) / "benchmark") if Path(args.student).is_dir() else None)
     if output_dir is not None:
         _write_report(report, Path(output_dir))

@@ -18,6 +18,7 @@ import jinja2
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+from ..benchmark.trust.card import trust_card_section
 from ..errors import HfDistillError
 from ..templates import MODEL_CARDS_DIR
 from .licenses import HUB_LICENSE_IDS, LICENSE_RULES, LicenseVerdict
@@ -481,6 +482,7 @@ def build_model_card(
         privacy_rows=_privacy_rows(provenance),
         secret_datasets=[f"{d.display_name} ({d.split}): {d.num_secrets}" for d in secret_sets],
         benchmark_markdown=report.to_markdown().strip() if report is not None else "",
+        trust_markdown=trust_card_section(report, provenance, verdict),
         plot_path=plot_path,
         provenance_rows=_provenance_rows(provenance),
         tokenizer={"class": tokenizer.get("class"), "vocab_size": tokenizer.get("vocab_size"),

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
 from ..benchmark import BenchmarkReport
+from ..benchmark.trust.card import risk_record_files
 from ..safe_loading import safe_init_kwargs
 from .card import PLOT_PATH, build_model_card, check_card, eval_results_files
 from .licenses import LICENSE_RULES, LicenseConflictError, LicenseReason, LicenseVerdict
@@ -248,6 +249,7 @@ def plan_push(
     provenance.weight_files = weight_file_hashes(source)
     provenance.student["push_mode"] = mode
     generated[PROVENANCE_FILE] = provenance.to_json().encode()
+    generated.update(risk_record_files(report, provenance, verdict))
     card = build_model_card(provenance, report, verdict, repo_id=repo_id, mode=mode, plot_path=plot_path,
                             co2_eq_emissions=co2_eq_emissions, extra_metadata=extra_metadata)
     check_card(card)
