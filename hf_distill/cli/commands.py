@@ -273,7 +273,7 @@ def _write_report(report, folder: Path) -> None:
 
 def run_benchmark(args: BenchmarkArguments) -> int:
     from ..benchmark import benchmark
-    from ..benchmark.trust.cli import trust_config_from_arguments, write_risk_record
+    from .trust import trust_config_from_arguments, write_risk_record
 
     require(args, "student", "dataset_name", command="benchmark")
     check_hub_reachable({"--student": args.student, "--teacher": args.teacher, "--baseline": args.baseline,

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .card import RISK_RECORD_FILE, risk_record_files
-from .config import TrustConfig
+from ..benchmark.trust.card import RISK_RECORD_FILE, risk_record_files
+from ..benchmark.trust.config import TrustConfig
+from ..publish.provenance import PROVENANCE_FILE, Provenance
 
 __all__ = ["trust_config_from_arguments", "training_texts", "write_risk_record"]
 
@@ -17,8 +18,6 @@ logger = logging.getLogger(__name__)
 
 
 def _provenance(student: str) -> Any:
-    from ...provenance import PROVENANCE_FILE, Provenance
-
     return Provenance.load(student) if (Path(student) / PROVENANCE_FILE).is_file() else None
 
 
