@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
-from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
+from ..heads import OutputHead, final_hidden_states, is_quantized, live_head, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
@@ -161,7 +161,9 @@ class LocalModelTeacher:
     @torch.no_grad()
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherHidden:
         teacher_inputs = {key: inputs[key] for key in _TEACHER_INPUT_KEYS if key in inputs}
-        hidden = backbone_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
+        # Through the model's own call, whose FSDP2 / ZeRO-3 hooks gather the root's weights (embeddings), not its
+        # backbone directly; then the head as the engine holds it (gathered under FSDP2).
+        hidden = final_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
         check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states",
                              fix_flag=_TEACHER_DTYPE_FIX)
-        return TeacherHidden(hidden=hidden, head=self.head)
+        return TeacherHidden(hidden=hidden, head=live_head(self.model, vocab_size=self.head.vocab_size))

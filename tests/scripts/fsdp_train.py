@@ -1,0 +1,140 @@
+"""Distil a tiny teacher into a tiny student, optionally with both sharded by FSDP2, and write what
+`tests/test_fsdp.py` compares: the logged losses, the gradients of the first step (gathered from the shards), the
+first student's `lm_head` before training and the student saved with `save_model` (a full state dict).
+
+python -m tests.scripts.fsdp_train OUTPUT_DIR --per-device-batch-size B [--fsdp2] [--max-steps N]
+Run once as one plain process and once under `python -m torch.distributed.run --nproc_per_node 2 ... --fsdp2`.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from safetensors.torch import save_file
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
+from transformers import TrainerCallback
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from tests import tiny
+
+# FSDP2 as examples/accelerate/fsdp2.yaml sets it (transformer-layer units, resharded after forward, full state dict
+# on save), on CPU and in float32 so the runs compare to rounding. The student's decoder layers are units; trl
+# wraps the teacher whole.
+FSDP2_CONFIG = {
+    "version": 2,
+    "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
+    "reshard_after_forward": True,
+    "state_dict_type": "FULL_STATE_DICT",
+    "cpu_ram_efficient_loading": False,
+}
+
+
+def allow_fsdp_on_cpu() -> None:
+    """accelerate (1.16) turns its FSDP plugin on for accelerator devices only and leaves CPU processes in plain DDP;
+    `fully_shard` itself runs on CPU over gloo. Switch the state to FSDP there, which is what it does on GPUs."""
+    original_init = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original_init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    AcceleratorState.__init__ = init
+
+
+def full_state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The full state dict `Trainer.save_model` saves under FSDP2. accelerate asks torch for it with `cpu_offload=True`,
+    which on a CPU mesh (torch 2.13) returns the shards as `DTensor`s over freed storage; without offloading (the
+    tensors are on CPU already) torch gathers them."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+
+
+def _wait_for(path: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was not written within {timeout} s")
+        time.sleep(0.2)
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor from its FSDP2 shards (every rank must call this), or the tensor itself."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+class FirstStepGradients(TrainerCallback):
+    """Keeps every parameter's full gradient just before the first optimizer step."""
+
+    def __init__(self):
+        self.gradients: dict[str, torch.Tensor] = {}
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self.gradients = {
+                name: _full(p.grad).detach().clone() for name, p in model.named_parameters() if p.grad is not None
+            }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir")
+    parser.add_argument("--per-device-batch-size", type=int, required=True)
+    parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("--fsdp2", action="store_true")
+    cli = parser.parse_args()
+
+    if cli.fsdp2:
+        allow_fsdp_on_cpu()
+    tokenizer = tiny.build_tokenizer()
+    factory = tiny.ModelFactory(tokenizer)
+    student = factory("llama", seed=1)
+    initial_head = student.lm_head.weight.detach().clone()
+    teacher_path = f"{cli.output_dir}/teacher"
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        factory.save(teacher_path, "qwen2", hidden=48, seed=2)
+    if torch.distributed.is_torchelastic_launched():  # the other rank waits for the folder
+        _wait_for(f"{teacher_path}/tokenizer_config.json")  # written last
+    args = DistillationConfig(
+        output_dir=cli.output_dir, report_to="none", save_strategy="no", max_steps=cli.max_steps,
+        per_device_train_batch_size=cli.per_device_batch_size, learning_rate=1e-2, lr_scheduler_type="constant",
+        logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True, alpha=0.5,
+        disable_tqdm=True,
+        **({"fsdp": "full_shard auto_wrap", "fsdp_config": FSDP2_CONFIG} if cli.fsdp2 else {}),
+    )
+    gradients = FirstStepGradients()
+    trainer = DistillationTrainer(
+        model=student,
+        # A saved teacher: provenance records it by path (hashing an in-memory sharded teacher is not supported).
+        teacher_model=teacher_path,
+        args=args,
+        train_dataset=tiny.prompt_completion_dataset(32, seed=5),
+        processing_class=tokenizer,
+        callbacks=[gradients],
+    )
+    trainer.train()
+    if cli.fsdp2:
+        trainer.accelerator.get_state_dict = full_state_dict_on_cpu
+    trainer.save_model(f"{cli.output_dir}/student")
+    if trainer.is_world_process_zero():
+        logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+        record = {
+            "num_processes": trainer.accelerator.num_processes,
+            "fsdp": trainer.is_fsdp_enabled,
+            "losses": [entry["loss"] for entry in logs],
+            "kd_losses": [entry["kd_loss"] for entry in logs],
+        }
+        with open(f"{cli.output_dir}/result.json", "w") as handle:
+            json.dump(record, handle)
+        save_file({name: g.contiguous() for name, g in gradients.gradients.items()},
+                  f"{cli.output_dir}/gradients.safetensors")
+        save_file({"lm_head.weight": initial_head}, f"{cli.output_dir}/initial_head.safetensors")
+
+
+if __name__ == "__main__":
+    main()
