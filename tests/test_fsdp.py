@@ -87,3 +87,20 @@ def test_fsdp2_saved_student_loads_and_matches_one_process(runs):
     moved = (sharded.lm_head.weight.detach() - two["initial_head"]).abs().max().item()
     assert moved > 1e-3
     assert moved == pytest.approx((reference.lm_head.weight.detach() - one["initial_head"]).abs().max().item(), abs=ATOL)
+
+
+@pytest.mark.slow
+def test_zero3_partitioned_heads_count_their_real_rows(tmp_path):
+    """ZeRO-3 partitions every parameter to an empty tensor (`shape[0] == 0`) and keeps the real shape in `ds_shape`:
+    the heads must count the real rows, or a teacher with the student's own tokenizer is refused ("0 rows")."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
+    output = tmp_path / "rows.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(_free_port())}
+    completed = subprocess.run([sys.executable, "-m", "tests.scripts.fsdp_zero3_rows", str(output)], cwd=REPO,
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    record = json.loads(output.read_text())
+    assert record["local_rows"] == [0, 0]  # really partitioned: the local tensors are empty
+    assert record["ds_rows"] == [record["num_tokens"]] * 2  # tiny models have exactly the tokenizer's rows
+    assert record["head_rows"] == record["ds_rows"]
+    assert record["aligned"] == record["num_tokens"]
