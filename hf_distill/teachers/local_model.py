@@ -145,7 +145,11 @@ class LocalModelTeacher:
         self.head = OutputHead.from_model(self.model, vocab_size=self.head.vocab_size)
 
     def _place(self, trainer: DistillationTrainer) -> nn.Module:
-        """Put the teacher where the student is: DeepSpeed ZeRO-3 shards it, otherwise accelerate moves it."""
+        """Put the teacher where the student is: DeepSpeed ZeRO-3 and FSDP2 shard it, otherwise accelerate moves it.
+        A bitsandbytes teacher is neither moved nor sharded (its packed weights are no plain parameters): every
+        process keeps the whole quantized copy it loaded (docs/scaling.md counts its memory)."""
+        if is_quantized(self.model):
+            return self.model
         if trainer.is_deepspeed_enabled:
             from trl.models.utils import prepare_deepspeed
 
@@ -154,8 +158,6 @@ class LocalModelTeacher:
             from trl.models.utils import prepare_fsdp
 
             return prepare_fsdp(self.model, trainer.accelerator)
-        if is_quantized(self.model):  # bitsandbytes models cannot be moved; they live where they were loaded
-            return self.model
         return trainer.accelerator.prepare_model(self.model, evaluation_mode=True)
 
     @torch.no_grad()
