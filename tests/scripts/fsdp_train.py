@@ -12,9 +12,9 @@ import os
 import time
 
 import torch
-from safetensors.torch import save_file
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
+from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from hf_distill import DistillationConfig, DistillationTrainer
@@ -47,9 +47,9 @@ def allow_fsdp_on_cpu() -> None:
 
 
 def full_state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The full state dict `Trainer.save_model` saves under FSDP2. accelerate asks torch for it with `cpu_offload=True`,
-    which on a CPU mesh (torch 2.13) returns the shards as `DTensor`s over freed storage; without offloading (the
-    tensors are on CPU already) torch gathers them."""
+    """The full state dict `Trainer.save_model` saves under FSDP2. accelerate asks torch for it with
+    `cpu_offload=True`, which on a CPU mesh (torch 2.13) returns the shards as `DTensor`s over freed storage;
+    without offloading (the tensors are on CPU already) torch gathers them."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
