@@ -182,7 +182,9 @@ def final_hidden_states(model: nn.Module, **inputs) -> torch.Tensor:
         captured.append(args[0])
         return (args[0][..., :0, :], *args[1:])
 
-    handle = head.register_forward_pre_hook(keep_input_project_nothing)
+    # First among the head's hooks: ZeRO-3 (and FSDP2 on a head of its own) wrap the head's input in their
+    # post-backward hook, which must see the empty slice (whose gradient never comes), not the kept hidden states.
+    handle = head.register_forward_pre_hook(keep_input_project_nothing, prepend=True)
     try:
         model(**inputs, use_cache=False)
     finally:

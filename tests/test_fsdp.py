@@ -1,5 +1,6 @@
-"""FSDP2 for real: two processes (`torch.distributed.run`, gloo on CPU) with the student and the teacher sharded by
-`fully_shard` train exactly like one plain process with the doubled batch. This catches a loss that reads the
+"""FSDP2 and DeepSpeed ZeRO-3 for real: two processes (`torch.distributed.run`, gloo on CPU) with the student and the
+teacher sharded (`fully_shard`) or partitioned (ZeRO-3, DeepSpeed's CPU accelerator) train exactly like one plain
+process with the doubled batch. This catches a loss that reads the
 student's `lm_head` as captured before `accelerator.prepare` (FSDP2 replaces the parameters: the live head would never
 train) and a teacher forward that skips the root FSDP hook (it would raise on mixed `Tensor` / `DTensor`)."""
 
@@ -41,20 +42,42 @@ def _run(command: list[str], output_dir: Path) -> dict:
     return result
 
 
+def _deepspeed_missing() -> bool:
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+ENGINES = [
+    "fsdp2",
+    pytest.param("zero3", marks=pytest.mark.skipif(_deepspeed_missing(), reason="DeepSpeed is not installed "
+                                                                                 "(pip install deepspeed)")),
+]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fsdp")
-    one = _run([sys.executable, *SCRIPT, "--per-device-batch-size", "4"], root / "one")
+def plain(tmp_path_factory):
+    one = _run([sys.executable, *SCRIPT, "--per-device-batch-size", "4"], tmp_path_factory.mktemp("plain") / "one")
+    assert (one["num_processes"], one["fsdp"], one["deepspeed"]) == (1, False, False)
+    return one
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def runs(request, plain, tmp_path_factory):
+    """The plain one-process run and the same training on 2 processes under `request.param` (FSDP2 or ZeRO-3)."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    two = _run([*launcher, *SCRIPT, "--per-device-batch-size", "2", "--fsdp2"], root / "two")
-    assert (one["num_processes"], one["fsdp"]) == (1, False)
-    assert (two["num_processes"], two["fsdp"]) == (2, True)
-    return one, two
+    output_dir = tmp_path_factory.mktemp(request.param) / "two"
+    two = _run([*launcher, *SCRIPT, "--per-device-batch-size", "2", f"--{request.param}"], output_dir)
+    assert two["num_processes"] == 2
+    assert (two["fsdp"], two["deepspeed"]) == (request.param == "fsdp2", request.param == "zero3")
+    return plain, two
 
 
 @pytest.mark.slow
-def test_fsdp2_losses_equal_one_process(runs):
+def test_sharded_losses_equal_one_process(runs):
     one, two = runs
     assert len(two["losses"]) == len(one["losses"]) == 3
     assert two["losses"] == pytest.approx(one["losses"], abs=ATOL, rel=0)
@@ -63,7 +86,7 @@ def test_fsdp2_losses_equal_one_process(runs):
 
 
 @pytest.mark.slow
-def test_fsdp2_first_step_gradients_equal_one_process(runs):
+def test_sharded_first_step_gradients_equal_one_process(runs):
     one, two = runs
     assert two["gradients"].keys() == one["gradients"].keys()
     assert "lm_head.weight" in one["gradients"]
@@ -73,7 +96,7 @@ def test_fsdp2_first_step_gradients_equal_one_process(runs):
 
 
 @pytest.mark.slow
-def test_fsdp2_saved_student_loads_and_matches_one_process(runs):
+def test_sharded_saved_student_loads_and_matches_one_process(runs):
     one, two = runs
     reference = AutoModelForCausalLM.from_pretrained(one["student"], dtype=torch.float32)
     sharded = AutoModelForCausalLM.from_pretrained(two["student"], dtype=torch.float32)
@@ -84,7 +107,7 @@ def test_fsdp2_saved_student_loads_and_matches_one_process(runs):
     input_ids = torch.randint(0, reference.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(sharded(input_ids).logits, reference(input_ids).logits, atol=ATOL, rtol=0)
-    # lm_head trained under FSDP2 as much as in the plain run (not left at its initial value).
+    # lm_head trained under the engine as much as in the plain run (not left at its initial value).
     moved = (sharded.lm_head.weight.detach() - two["initial_head"]).abs().max().item()
     assert moved > 1e-3
     moved_one = (reference.lm_head.weight.detach() - one["initial_head"]).abs().max().item()

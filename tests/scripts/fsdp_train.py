@@ -1,9 +1,10 @@
-"""Distil a tiny teacher into a tiny student, optionally with both sharded by FSDP2, and write what
+"""Distil a tiny teacher into a tiny student, optionally with both sharded by FSDP2 or ZeRO-3, and write what
 `tests/test_fsdp.py` compares: the logged losses, the gradients of the first step (gathered from the shards), the
 first student's `lm_head` before training and the student saved with `save_model` (a full state dict).
 
-python -m tests.scripts.fsdp_train OUTPUT_DIR --per-device-batch-size B [--fsdp2] [--max-steps N]
-Run once as one plain process and once under `python -m torch.distributed.run --nproc_per_node 2 ... --fsdp2`.
+python -m tests.scripts.fsdp_train OUTPUT_DIR --per-device-batch-size B [--fsdp2 | --zero3] [--max-steps N]
+Run once as one plain process and once under `python -m torch.distributed.run --nproc_per_node 2 ... --fsdp2`
+(or `--zero3`).
 """
 
 import argparse
@@ -30,6 +31,36 @@ FSDP2_CONFIG = {
     "state_dict_type": "FULL_STATE_DICT",
     "cpu_ram_efficient_loading": False,
 }
+
+
+# ZeRO-3 as examples/accelerate/deepspeed_zero3.yaml sets it (student partitioned; the teacher, loaded after the
+# arguments exist, partitioned while it loads and run as a ZeRO-3 inference engine), with the Trainer's own AdamW.
+ZERO3_CONFIG = {
+    "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+    "train_micro_batch_size_per_gpu": "auto",
+    "train_batch_size": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+}
+
+
+def allow_deepspeed_on_cpu() -> None:
+    """accelerate (1.16) turns DeepSpeed on only when `use_cpu` is off; DeepSpeed itself runs on its CPU accelerator
+    over gloo. Switch the state to DeepSpeed there, as it does on GPUs."""
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")  # before accelerate's, so DeepSpeed sees both ranks
+    original_init = AcceleratorState.__init__
+
+    def init(self, *args, deepspeed_plugin=None, **kwargs):
+        original_init(self, *args, deepspeed_plugin=deepspeed_plugin, **kwargs)
+        if deepspeed_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.DEEPSPEED
+            deepspeed_plugin.set_mixed_precision("no")
+            deepspeed_plugin.select(_from_accelerator_state=True)
+            self.deepspeed_plugins = deepspeed_plugin
+
+    AcceleratorState.__init__ = init
 
 
 def allow_fsdp_on_cpu() -> None:
@@ -75,10 +106,15 @@ class FirstStepGradients(TrainerCallback):
         self.gradients: dict[str, torch.Tensor] = {}
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 0:
-            self.gradients = {
-                name: _full(p.grad).detach().clone() for name, p in model.named_parameters() if p.grad is not None
-            }
+        if state.global_step != 0:
+            return
+        if hasattr(model, "ds_id") or any(hasattr(p, "ds_id") for p in model.parameters()):  # ZeRO-3 partitions
+            from deepspeed.utils import safe_get_full_grad
+
+            gradients = {name: safe_get_full_grad(p) for name, p in model.named_parameters()}
+        else:
+            gradients = {name: p.grad for name, p in model.named_parameters()}
+        self.gradients = {name: _full(g).detach().clone() for name, g in gradients.items() if g is not None}
 
 
 def main():
@@ -87,10 +123,13 @@ def main():
     parser.add_argument("--per-device-batch-size", type=int, required=True)
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--fsdp2", action="store_true")
+    parser.add_argument("--zero3", action="store_true")
     cli = parser.parse_args()
 
     if cli.fsdp2:
         allow_fsdp_on_cpu()
+    if cli.zero3:
+        allow_deepspeed_on_cpu()
     tokenizer = tiny.build_tokenizer()
     factory = tiny.ModelFactory(tokenizer)
     student = factory("llama", seed=1)
@@ -106,6 +145,7 @@ def main():
         logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True, alpha=0.5,
         disable_tqdm=True,
         **({"fsdp": "full_shard auto_wrap", "fsdp_config": FSDP2_CONFIG} if cli.fsdp2 else {}),
+        **({"deepspeed": ZERO3_CONFIG} if cli.zero3 else {}),
     )
     gradients = FirstStepGradients()
     trainer = DistillationTrainer(
@@ -126,6 +166,7 @@ def main():
         record = {
             "num_processes": trainer.accelerator.num_processes,
             "fsdp": trainer.is_fsdp_enabled,
+            "deepspeed": trainer.is_deepspeed_enabled,
             "losses": [entry["loss"] for entry in logs],
             "kd_losses": [entry["kd_loss"] for entry in logs],
         }
