@@ -144,6 +144,12 @@ def main():
         per_device_train_batch_size=cli.per_device_batch_size, learning_rate=1e-2, lr_scheduler_type="constant",
         logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True, alpha=0.5,
         disable_tqdm=True,
+        # No clipping: DeepSpeed clips inside its step, after `on_pre_optimizer_step` reads the gradients, the
+        # Trainer before; compared unclipped, every engine's first-step gradients are the same quantity.
+        max_grad_norm=0.0,
+        # Plain SGD: an update linear in the gradient, so the engines' different reduction orders stay at float32
+        # rounding in the weights (AdamW's g / sqrt(v) amplifies them on near-zero gradients to ~1e-4 at this lr).
+        optim="sgd",
         **({"fsdp": "full_shard auto_wrap", "fsdp_config": FSDP2_CONFIG} if cli.fsdp2 else {}),
         **({"deepspeed": ZERO3_CONFIG} if cli.zero3 else {}),
     )
