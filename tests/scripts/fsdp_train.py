@@ -124,11 +124,12 @@ def main():
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--fsdp2", action="store_true")
     parser.add_argument("--zero3", action="store_true")
+    parser.add_argument("--cuda", action="store_true", help="run on the GPUs (NCCL) instead of the CPU")
     cli = parser.parse_args()
 
-    if cli.fsdp2:
+    if cli.fsdp2 and not cli.cuda:
         allow_fsdp_on_cpu()
-    if cli.zero3:
+    if cli.zero3 and not cli.cuda:
         allow_deepspeed_on_cpu()
     tokenizer = tiny.build_tokenizer()
     factory = tiny.ModelFactory(tokenizer)
@@ -142,7 +143,7 @@ def main():
     args = DistillationConfig(
         output_dir=cli.output_dir, report_to="none", save_strategy="no", max_steps=cli.max_steps,
         per_device_train_batch_size=cli.per_device_batch_size, learning_rate=1e-2, lr_scheduler_type="constant",
-        logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=True, alpha=0.5,
+        logging_steps=1, seed=0, max_length=64, dataloader_num_workers=0, use_cpu=not cli.cuda, alpha=0.5,
         disable_tqdm=True,
         # No clipping: DeepSpeed clips inside its step, after `on_pre_optimizer_step` reads the gradients, the
         # Trainer before; compared unclipped, every engine's first-step gradients are the same quantity.
@@ -164,7 +165,7 @@ def main():
         callbacks=[gradients],
     )
     trainer.train()
-    if cli.fsdp2:
+    if cli.fsdp2 and not cli.cuda:
         trainer.accelerator.get_state_dict = full_state_dict_on_cpu
     trainer.save_model(f"{cli.output_dir}/student")
     if trainer.is_world_process_zero():
