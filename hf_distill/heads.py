@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["OutputHead", "backbone_hidden_states", "final_hidden_states", "is_quantized", "unwrap_model"]
+__all__ = [
+    "OutputHead", "backbone_hidden_states", "final_hidden_states", "is_quantized", "live_head", "unwrap_model",
+    "weight_rows",
+]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -38,6 +41,13 @@ def _logit_scale(text_config) -> float:
     if scaling is not None:
         return float(scaling) if text_config.model_type == "hyperclovax" else 1.0 / float(scaling)
     return 1.0
+
+
+def weight_rows(weight: torch.Tensor) -> int:
+    """Rows of a head's weight as the model defines them. DeepSpeed ZeRO-3 partitions a parameter to an empty tensor
+    and keeps its real shape in `ds_shape`; an FSDP2 `DTensor` reports its global shape."""
+    shape = getattr(weight, "ds_shape", None)
+    return int((weight.shape if shape is None else shape)[0])
 
 
 @dataclass
@@ -70,7 +80,7 @@ class OutputHead:
                 "needs a causal language model (`AutoModelForCausalLM`)."
             )
         text_config = model.config.get_text_config()
-        rows = lm_head.weight.shape[0]
+        rows = weight_rows(lm_head.weight)
         return cls(
             module=lm_head,
             weight=lm_head.weight,
@@ -82,7 +92,7 @@ class OutputHead:
 
     @property
     def num_rows(self) -> int:
-        return self.weight.shape[0]
+        return weight_rows(self.weight)
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
         """Scale, soft-cap and drop padded rows of raw projections, in float32."""
@@ -98,6 +108,47 @@ class OutputHead:
         if self.weight.is_floating_point():
             hidden = hidden.to(self.weight.dtype)
         return self.postprocess(self.module(hidden))
+
+
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed support
+        return False
+    return isinstance(tensor, DTensor)
+
+
+def _fsdp_unit_of(model: nn.Module, module: nn.Module) -> nn.Module | None:
+    """The FSDP2 unit holding `module`'s parameters: its nearest `fully_shard`-ed ancestor (itself included)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = {name: unit for name, unit in model.named_modules() if isinstance(unit, FSDPModule)}
+    path = next((name for name, candidate in model.named_modules() if candidate is module), None)
+    if path is None:
+        return None
+    owners = [name for name in units if name == "" or path == name or path.startswith(name + ".")]
+    return units[max(owners, key=len)] if owners else None
+
+
+def live_head(model: nn.Module, *, vocab_size: int) -> OutputHead:
+    """`model`'s output head as its engine holds it now, counting `vocab_size` rows. Read it on every step, never
+    once before `accelerator.prepare`: FSDP2 replaces the parameters with sharded ones.
+
+    Under FSDP2 the weight is a sharded `DTensor` outside its unit's forward (`reshard_after_forward`); this
+    all-gathers the unit that owns the head (`FSDPModule.unshard()`) and returns its full, unsharded parameter.
+    Gradients accumulate on that parameter, and FSDP's own post-backward reduce-scatters them to the shards and
+    reshards the unit, exactly as for a gradient of the module's forward. Without backward (a frozen teacher,
+    evaluation), the unit stays gathered until its next forward reshards it. ZeRO-3 heads (empty partitions) are
+    returned as they are: the losses run the head's own forward, which gathers them.
+    """
+    head = OutputHead.from_model(model, vocab_size=vocab_size)
+    if not _is_dtensor(head.weight):
+        return head
+    unit = _fsdp_unit_of(model, head.module)
+    if unit is None:  # a DTensor from another engine (tensor parallel): projected through the module
+        return head
+    unit.unshard()
+    return OutputHead.from_model(model, vocab_size=vocab_size)
 
 
 def backbone_hidden_states(model: nn.Module, *args, **inputs) -> torch.Tensor:
@@ -131,7 +182,9 @@ def final_hidden_states(model: nn.Module, **inputs) -> torch.Tensor:
         captured.append(args[0])
         return (args[0][..., :0, :], *args[1:])
 
-    handle = head.register_forward_pre_hook(keep_input_project_nothing)
+    # First among the head's hooks: ZeRO-3 (and FSDP2 on a head of its own) wrap the head's input in their
+    # post-backward hook, which must see the empty slice (whose gradient never comes), not the kept hidden states.
+    handle = head.register_forward_pre_hook(keep_input_project_nothing, prepend=True)
     try:
         model(**inputs, use_cache=False)
     finally:

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..gguf import load_causal_lm
-from ..heads import OutputHead, backbone_hidden_states, is_quantized, unwrap_model
+from ..heads import OutputHead, final_hidden_states, is_quantized, live_head, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
@@ -146,7 +146,11 @@ class LocalModelTeacher(TeacherSource):
         self.head = OutputHead.from_model(self.model, vocab_size=self.head.vocab_size)
 
     def _place(self, trainer: DistillationTrainer) -> nn.Module:
-        """Put the teacher where the student is: DeepSpeed ZeRO-3 shards it, otherwise accelerate moves it."""
+        """Put the teacher where the student is: DeepSpeed ZeRO-3 and FSDP2 shard it, otherwise accelerate moves it.
+        A bitsandbytes teacher is neither moved nor sharded (its packed weights are no plain parameters): every
+        process keeps the whole quantized copy it loaded (docs/scaling.md counts its memory)."""
+        if is_quantized(self.model):
+            return self.model
         if trainer.is_deepspeed_enabled:
             from trl.models.utils import prepare_deepspeed
 
@@ -155,14 +159,14 @@ class LocalModelTeacher(TeacherSource):
             from trl.models.utils import prepare_fsdp
 
             return prepare_fsdp(self.model, trainer.accelerator)
-        if is_quantized(self.model):  # bitsandbytes models cannot be moved; they live where they were loaded
-            return self.model
         return trainer.accelerator.prepare_model(self.model, evaluation_mode=True)
 
     @torch.no_grad()
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherHidden:
         teacher_inputs = {key: inputs[key] for key in _TEACHER_INPUT_KEYS if key in inputs}
-        hidden = backbone_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
+        # Through the model's own call, whose FSDP2 / ZeRO-3 hooks gather the root's weights (embeddings), not its
+        # backbone directly; then the head as the engine holds it (gathered under FSDP2).
+        hidden = final_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
         check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states",
                              fix_flag=_TEACHER_DTYPE_FIX)
-        return TeacherHidden(hidden=hidden, head=self.head)
+        return TeacherHidden(hidden=hidden, head=live_head(self.model, vocab_size=self.head.vocab_size))

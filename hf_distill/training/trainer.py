@@ -17,7 +17,7 @@ from ..formats.cache import CachedDatasetError, check_tokenizer_hash, is_cached_
 from ..formats.checks import check_cached_targets
 from ..formats.truncation import prepare_with_truncation_report
 from ..gguf import gguf_file_of, load_gguf_student
-from ..heads import OutputHead, final_hidden_states, unwrap_model
+from ..heads import OutputHead, final_hidden_states, live_head, unwrap_model
 from ..losses.terms import LossSettings
 from ..publish.card import build_model_card
 from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources
@@ -237,7 +237,10 @@ class DistillationTrainer(TokenStatsMixin, SFTTrainer):
         model_inputs = {key: inputs[key] for key in _MODEL_INPUT_KEYS if key in inputs}
         student_hidden = final_hidden_states(model, **model_inputs)[:, :-1][position_mask]
         teacher_targets = self.teacher.targets(inputs, position_mask)
-        terms = teacher_targets.kd_terms(student_hidden, self.student_head, labels[:, 1:][position_mask], settings)
+        # The head as the engine holds it now (FSDP2 replaced the parameters at `prepare`), not `self.student_head`,
+        # which only keeps the vocabulary size agreed with the teacher.
+        student_head = live_head(model, vocab_size=self.student_head.vocab_size)
+        terms = teacher_targets.kd_terms(student_hidden, student_head, labels[:, 1:][position_mask], settings)
         objective = settings.alpha * terms.kd_sum + (1 - settings.alpha) * terms.ce_sum
 
         # Normalise by the tokens of the whole accumulated batch across processes, like SFTTrainer's loss.

@@ -1,0 +1,131 @@
+"""FSDP2 and DeepSpeed ZeRO-3 for real: two processes (`torch.distributed.run`, gloo on CPU) with the student and the
+teacher sharded (`fully_shard`) or partitioned (ZeRO-3, DeepSpeed's CPU accelerator) train exactly like one plain
+process with the doubled batch. This catches a loss that reads the
+student's `lm_head` as captured before `accelerator.prepare` (FSDP2 replaces the parameters: the live head would never
+train) and a teacher forward that skips the root FSDP hook (it would raise on mixed `Tensor` / `DTensor`)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = ["-m", "tests.scripts.fsdp_train", "--max-steps", "3"]
+# The runs differ only in how sums are split and reduced across processes (float32 rounding, ~1e-7 relative).
+ATOL = 1e-5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(command: list[str], output_dir: Path) -> dict:
+    output_dir.mkdir(parents=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(
+        command + [str(output_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    result = json.loads((output_dir / "result.json").read_text())
+    result["gradients"] = load_file(output_dir / "gradients.safetensors")
+    result["initial_head"] = load_file(output_dir / "initial_head.safetensors")["lm_head.weight"]
+    result["student"] = output_dir / "student"
+    return result
+
+
+def _deepspeed_missing() -> bool:
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+ENGINES = [
+    "fsdp2",
+    pytest.param("zero3", marks=pytest.mark.skipif(_deepspeed_missing(), reason="DeepSpeed is not installed "
+                                                                                 "(pip install deepspeed)")),
+]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    one = _run([sys.executable, *SCRIPT, "--per-device-batch-size", "4"], tmp_path_factory.mktemp("plain") / "one")
+    assert (one["num_processes"], one["fsdp"], one["deepspeed"]) == (1, False, False)
+    return one
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def runs(request, plain, tmp_path_factory):
+    """The plain one-process run and the same training on 2 processes under `request.param` (FSDP2 or ZeRO-3)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    output_dir = tmp_path_factory.mktemp(request.param) / "two"
+    two = _run([*launcher, *SCRIPT, "--per-device-batch-size", "2", f"--{request.param}"], output_dir)
+    assert two["num_processes"] == 2
+    assert (two["fsdp"], two["deepspeed"]) == (request.param == "fsdp2", request.param == "zero3")
+    return plain, two
+
+
+@pytest.mark.slow
+def test_sharded_losses_equal_one_process(runs):
+    one, two = runs
+    assert len(two["losses"]) == len(one["losses"]) == 3
+    assert two["losses"] == pytest.approx(one["losses"], abs=ATOL, rel=0)
+    assert two["kd_losses"] == pytest.approx(one["kd_losses"], abs=ATOL, rel=0)
+    assert one["losses"][-1] < one["losses"][0]  # it trained (a constant would also "match")
+
+
+@pytest.mark.slow
+def test_sharded_first_step_gradients_equal_one_process(runs):
+    one, two = runs
+    assert two["gradients"].keys() == one["gradients"].keys()
+    assert "lm_head.weight" in one["gradients"]
+    for name, gradient in one["gradients"].items():
+        torch.testing.assert_close(two["gradients"][name], gradient, atol=ATOL, rtol=0, msg=name)
+    assert one["gradients"]["lm_head.weight"].abs().max() > 100 * ATOL  # the head gets a real gradient
+
+
+@pytest.mark.slow
+def test_sharded_saved_student_loads_and_matches_one_process(runs):
+    one, two = runs
+    reference = AutoModelForCausalLM.from_pretrained(one["student"], dtype=torch.float32)
+    sharded = AutoModelForCausalLM.from_pretrained(two["student"], dtype=torch.float32)
+    sharded_weights = sharded.state_dict()
+    assert sharded_weights.keys() == reference.state_dict().keys()
+    for name, weight in reference.state_dict().items():
+        torch.testing.assert_close(sharded_weights[name], weight, atol=ATOL, rtol=0, msg=name)
+    input_ids = torch.randint(0, reference.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(sharded(input_ids).logits, reference(input_ids).logits, atol=ATOL, rtol=0)
+    # lm_head trained under the engine as much as in the plain run (not left at its initial value).
+    moved = (sharded.lm_head.weight.detach() - two["initial_head"]).abs().max().item()
+    assert moved > 1e-3
+    moved_one = (reference.lm_head.weight.detach() - one["initial_head"]).abs().max().item()
+    assert moved == pytest.approx(moved_one, abs=ATOL)
+
+
+@pytest.mark.slow
+def test_zero3_partitioned_heads_count_their_real_rows(tmp_path):
+    """ZeRO-3 partitions every parameter to an empty tensor (`shape[0] == 0`) and keeps the real shape in `ds_shape`:
+    the heads must count the real rows, or a teacher with the student's own tokenizer is refused ("0 rows")."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
+    output = tmp_path / "rows.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(_free_port())}
+    completed = subprocess.run([sys.executable, "-m", "tests.scripts.fsdp_zero3_rows", str(output)], cwd=REPO,
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    record = json.loads(output.read_text())
+    assert record["local_rows"] == [0, 0]  # really partitioned: the local tensors are empty
+    assert record["ds_rows"] == [record["num_tokens"]] * 2  # tiny models have exactly the tokenizer's rows
+    assert record["head_rows"] == record["ds_rows"]
+    assert record["aligned"] == record["num_tokens"]
