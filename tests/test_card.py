@@ -312,22 +312,17 @@ def test_teacher_tag_and_key():
     assert data["teacher_model"]["id"] == "Qwen/Qwen2.5-7B-Instruct"
 
 
-def test_citation_year_is_the_release_year_of_the_installed_version():
-    import subprocess
-    from pathlib import Path
+def test_citation_year_is_the_release_year_of_the_installed_version(monkeypatch):
+    """The year comes from the release date recorded beside the version, not from the clock or a literal."""
+    import datetime
 
-    from hf_distill.publish.card import release_year
+    from hf_distill import _version
 
-    repo = Path(__file__).parents[1]
-    head = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%ci"], capture_output=True, text=True)
-    provenance = _provenance()
-    provenance.hf_distill["git_commit"] = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                                                         capture_output=True, text=True).stdout.strip()
-    year = head.stdout.split("-", 1)[0]
-    assert release_year(provenance.hf_distill["git_commit"]) == year
-    text = build_model_card(provenance, repo_id="me/student").text
-    assert f"year   = {{{year}}},\n  note   = {{version 0.1.0}}" in text
-    assert release_year("0" * 40) is not None  # an unknown commit falls back to the installed metadata's date
+    datetime.date.fromisoformat(_version.__release_date__)  # a real date
+    text = build_model_card(_provenance(), repo_id="me/student").text
+    assert f"year   = {{{_version.__release_date__[:4]}}},\n  note   = {{version {_version.__version__}}}" in text
+    monkeypatch.setattr(_version, "__release_date__", "2031-05-01")
+    assert "year   = {2031}," in build_model_card(_provenance(), repo_id="me/student").text
 
 
 def test_card_shows_the_eu_restriction_and_modification_notice():

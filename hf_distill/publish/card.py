@@ -4,20 +4,17 @@ template `model_cards/student_card.md.jinja`, and the local checks run before an
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import logging
 import re
-import subprocess
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+from .. import _version
 from ..benchmark.trust.card import trust_card_section
 from ..errors import HfDistillError
 from ..templates import MODEL_CARDS_DIR
@@ -361,29 +358,13 @@ def _citations(provenance: Provenance) -> list[str]:
     keys += [divergence_key] if divergence_key else []
     keys.append("trl")
     version = provenance.hf_distill.get("version") or "unknown"
-    year = release_year(provenance.hf_distill.get("git_commit")) or (provenance.created_at or "")[:4] or "n.d."
+    year = release_year()
     return [_CITATIONS[key].replace("{version}", version).replace("{year}", year) for key in keys]
 
 
-def release_year(git_commit: str | None = None) -> str | None:
-    """The year the installed hf_distill was made: the date of its git commit when it runs from a checkout, else the
-    date its installed metadata was written (the install of a released wheel); `None` when neither is known."""
-    package_dir = Path(__file__).resolve().parent
-    if git_commit:
-        try:
-            result = subprocess.run(["git", "-C", str(package_dir), "show", "-s", "--format=%cs", git_commit],
-                                    capture_output=True, text=True, timeout=5)
-            if result.returncode == 0 and re.fullmatch(r"\d{4}-\d\d-\d\d", result.stdout.strip()):
-                return result.stdout.strip()[:4]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    try:
-        distribution = importlib.metadata.distribution("hf_distill")
-        record = next((f for f in distribution.files or [] if f.name == "METADATA"), None)
-        path = Path(distribution.locate_file(record)) if record is not None else None
-        return str(datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).year) if path else None
-    except (importlib.metadata.PackageNotFoundError, OSError):
-        return None
+def release_year() -> str:
+    """The year the installed hf_distill was released (`hf_distill._version.__release_date__`), for the citation."""
+    return _version.__release_date__[:4]
 
 
 def _template() -> jinja2.Template:
