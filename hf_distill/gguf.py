@@ -28,7 +28,10 @@ __all__ = [
 
 #: The `from_pretrained` keyword (in `model_init_kwargs`, `teacher_model_init_kwargs`, `model_kwargs`) naming the file.
 GGUF_KWARG = "gguf_file"
-_INSTALL_HINT = 'GGUF files need the `gguf` package: `pip install "hf-distill[gguf]"`.'
+_INSTALL_HINT = (
+    'GGUF files need the `gguf` package: '
+    '`pip install gguf` (or, from an hf_distill clone, `pip install -e ".[gguf]"`).'
+)
 
 
 class GgufFileError(HfDistillError, ValueError):

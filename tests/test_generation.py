@@ -88,7 +88,7 @@ def test_conversational_prompts_give_conversational_completions(other_teacher_di
     [
         (dict(num_samples=0), None, r"`num_samples` is 0; it must be >= 1"),
         (dict(), datasets.Dataset.from_dict({"text": ["a b c"]}), "the dataset has no prompts"),
-        (dict(backend="vllm"), None, r"needs vLLM, which is not installed: `pip install \"hf-distill\[vllm\]\"`"),
+        (dict(backend="vllm"), None, r"needs vLLM, which is not installed: `pip install vllm`"),
         (dict(top_p=0.0), None, r"`top_p` is 0.0; it must be in \(0, 1\]"),
     ],
 )

@@ -2,7 +2,8 @@
 
 Each model is wrapped in lm_eval's `HFLM` (`HFLM(pretrained=model, tokenizer=tokenizer)`), so the exact weights that
 were benchmarked (a trained student in memory, a PEFT model, an 8-bit teacher) are the ones evaluated; nothing is
-reloaded. Install it with `pip install "hf-distill[eval]"`.
+reloaded. Install it with `pip install lm-eval` (or, from an hf_distill clone,
+`pip install -e ".[eval]"`).
 
 Real use: standard tasks download their data from the Hub the first time they run.
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LmEvalRun", "add_lm_eval_results", "check_lm_eval", "run_lm_eval"]
 
-_INSTALL = 'lm-evaluation-harness is not installed. Install it with `pip install "hf-distill[eval]"`.'
+_INSTALL = ('lm-evaluation-harness is not installed. Install it with `pip install lm-eval` (or, from an hf_distill '
+            'clone, `pip install -e ".[eval]"`).')
 
 
 @dataclass

@@ -148,7 +148,8 @@ def check_task_metrics(names: Sequence[str]) -> list[str]:
         elif metric.requires and importlib.util.find_spec(metric.requires) is None:
             problems.append(
                 f"Task metric {name!r} needs `{metric.requires}`, which is not installed. Install it with "
-                '`pip install "hf-distill[eval]"`, or leave it out of `task_metrics`.'
+                f'`pip install {metric.requires}` (or, from an hf_distill clone, `pip install -e ".[eval]"`), or '
+                "leave it out of `task_metrics`."
             )
     return problems
 

@@ -100,7 +100,7 @@ def generate_completions(
         num_samples (`int`, *optional*, defaults to `1`): completions per prompt.
         batch_size (`int`, *optional*, defaults to `8`): sequences per `generate` call (left-padded).
         backend (`str`, *optional*, defaults to `"transformers"`): `"transformers"` or `"vllm"` (needs
-            `pip install "hf-distill[vllm]"`).
+            `pip install vllm`).
         seed (`int`, *optional*, defaults to `0`): the run's seed; each sequence's seed derives from it.
         shard_size (`int`, *optional*, defaults to `1000`): input rows per shard (the unit of resuming and of work
             split across processes).
@@ -153,7 +153,7 @@ def _check_arguments(teacher, dataset, settings: GenerationSettings, batch_size:
         )
     if settings.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
-            problems.append('`backend="vllm"` needs vLLM, which is not installed: `pip install "hf-distill[vllm]"`, '
+            problems.append('`backend="vllm"` needs vLLM, which is not installed: `pip install vllm`, '
                             'or use backend="transformers".')
         if isinstance(teacher, nn.Module):
             problems.append('`backend="vllm"` loads the teacher itself: pass its Hub id or local path, not a model.')

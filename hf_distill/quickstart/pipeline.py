@@ -307,7 +307,7 @@ def _publish(progress, result: QuickstartResult, *, push_to_hub: str | None, pri
     if not importlib.util.find_spec("gradio"):
         result.notes.append(
             f"the Space app needs Gradio to run here: pip install gradio=={GRADIO_SDK_VERSION} (or "
-            '"hf-distill[demo]"); writing it did not.'
+            'pip install -e ".[demo]" from the clone); writing it did not.'
         )
     if push_to_hub:
         with progress.stage("push", f"Pushing to the Hub as {push_to_hub}"):

@@ -398,7 +398,7 @@ def build_demo(settings: AppSettings | None = None):
     except ImportError as error:  # writing the Space needs no Gradio; running it does
         raise ImportError(
             "This Space app needs Gradio: run `pip install -r requirements.txt` in the Space folder "
-            '(or `pip install "hf-distill[demo]"`), then `python app.py` again.'
+            '(or, from an hf_distill clone, `pip install -e ".[demo]"`), then `python app.py` again.'
         ) from error
 
     settings = settings or AppSettings.load()
