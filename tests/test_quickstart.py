@@ -2,6 +2,7 @@
 (the same code path as `standard`, tiny sizes) checked through its output folder, the teacher cache and a push to
 the local Hub server."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
 from hf_distill.benchmark import BenchmarkReport
 from hf_distill.benchmark.quality import TASK_METRICS
+from hf_distill.publish.provenance import Provenance
 from hf_distill.publish.space.requirements import GRADIO_SDK_VERSION
 from hf_distill.quickstart import (
     PRESETS,
@@ -199,6 +201,13 @@ def test_smoke_run_writes_student_card_report_provenance_and_space(smoke_run):
     assert "hf-distill-quickstart-student" in card.text
     provenance = json.loads((student / "distillation_provenance.json").read_text())
     assert provenance["teacher"]["license"] == "apache-2.0" and provenance["config"]["alpha"] == 1.0
+    # The trust measurements reach the card's "Risks and measurements" section and risk_record.json, student and
+    # teacher side by side.
+    assert "## Risks and measurements" in card.text and report.trust is not None
+    risk = json.loads((student / "risk_record.json").read_text())
+    assert risk["provenance_file"] == "distillation_provenance.json"
+    assert risk["license_verdict"] == Provenance.load(student).check_license().status
+    assert risk["measurements"] == json.loads(json.dumps(dataclasses.asdict(report.trust)))
 
     # The printed table is the report, row by row.
     saved = json.loads((out / "quickstart_report.json").read_text())

@@ -1,5 +1,5 @@
-"""What `hf-distill benchmark --trust` runs, and the `risk_record.json` it writes beside the student's
-`distillation_provenance.json`. Kept here so the CLI needs one line per hook."""
+"""What `hf-distill benchmark --trust` runs (its `TrustConfig` from the flags); `write_risk_record` (from
+`hf_distill.publish`) then writes `risk_record.json` beside the student's `distillation_provenance.json`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..benchmark.trust.card import RISK_RECORD_FILE, risk_record_files
 from ..benchmark.trust.config import TrustConfig
 from ..publish.provenance import PROVENANCE_FILE, Provenance
+from ..publish.risk_record import write_risk_record
 
 __all__ = ["trust_config_from_arguments", "training_texts", "write_risk_record"]
 
@@ -51,16 +51,3 @@ def trust_config_from_arguments(args: Any, load_split: Callable[[str], Any]) -> 
         training_seconds=provenance.wall_clock_seconds if provenance is not None else None,
         extraction_texts=training_texts(load_split(args.dataset_train_split), rows) if rows else (),
     )
-
-
-def write_risk_record(report: Any, student: str) -> Path | None:
-    """Write `risk_record.json` into the student folder (beside `distillation_provenance.json`), so the next push
-    and card carry it; None when the report has no trust measurements or the student is not a folder."""
-    if report.trust is None or not Path(student).is_dir():
-        return None
-    provenance = _provenance(student)
-    verdict = provenance.check_license() if provenance is not None else None
-    path = Path(student) / RISK_RECORD_FILE
-    path.write_bytes(risk_record_files(report, provenance, verdict)[RISK_RECORD_FILE])
-    logger.info("Wrote %s", path)
-    return path

@@ -8,7 +8,9 @@ from datasets import Dataset, DatasetDict
 from huggingface_hub import DatasetCard, DatasetCardData
 from transformers import AutoTokenizer
 
+from ..benchmark.trust import TrustConfig
 from ..publish.repo import resolve_token
+from ..publish.risk_record import write_risk_record
 from ..publish.space import create_space
 from .presets import QuickstartPreset
 from .scoring import task_accuracy_metric
@@ -80,6 +82,9 @@ def benchmark(trainer, settings: QuickstartPreset, test: Dataset, accuracy: str,
         task_metrics=(accuracy, "exact_match"),
         model_names={"student": "distilled student", "teacher": "teacher", "baseline": "SFT student"},
         dataset_split="test",
+        # Leakage in outputs, robustness gap, safety-set agreement and serving cost, for the card's "Risks and
+        # measurements" section and `risk_record.json` (about 15 s on the quickstart's models).
+        trust=TrustConfig.everything(),
     )
     folder = output_dir / "student" / "benchmark"
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,6 +97,7 @@ def benchmark(trainer, settings: QuickstartPreset, test: Dataset, accuracy: str,
 
 def card_and_space(trainer, report, teacher_dir: Path, *, output_dir: Path, model_name: str) -> Path:
     trainer.create_model_card(model_name=model_name, report=report, dataset_licenses=DATASET_LICENSE, plot_path=_PLOT)
+    write_risk_record(report, output_dir / "student")
     space = create_space(
         output_dir / "student", teacher=teacher_dir, output_dir=output_dir / "space", benchmark=report, title=_TITLE
     )
