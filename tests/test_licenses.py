@@ -403,8 +403,8 @@ def test_every_rule_cites_its_clause_and_text_and_docs_list_them():
 def test_notice_carries_upstream_apache_notice_required_lines_and_modification(tmp_path):
     """Apache-2.0 §4(d): a derivative work carries the attribution notices of the Work's NOTICE file; §4(b): modified
     files say so. The student folder's own NOTICE comes first, unchanged."""
-    from hf_distill.hub import _notice_text
     from hf_distill.publish.provenance import Provenance, SourceRecord
+    from hf_distill.publish.student import _notice_text
 
     upstream, student = tmp_path / "base", tmp_path / "student"
     upstream.mkdir(), student.mkdir()
