@@ -35,8 +35,8 @@ NOT_RUN = [
     (r"<[^>]+>", "a placeholder (`<recipe>`) the reader fills in"),
     (r"^accelerate launch", "several GPUs (DDP, FSDP2, ZeRO-3); test_examples.py loads the accelerate configs"),
     (r"^hf-distill quickstart", "the quickstart is run by tests/test_quickstart.py"),
-    (r"^hf-distill benchmark .*--trust", "needs a trained student and teacher folder: tests/test_trust_push_cli.py runs "
-     "`hf-distill benchmark --trust` on tiny saved models"),
+    (r"^hf-distill benchmark .*--trust", "needs a trained student and teacher folder: "
+     "tests/test_trust_push_cli.py runs `hf-distill benchmark --trust` on tiny saved models"),
     (r"^hf-distill init-student --teacher HuggingFaceTB/", "the real SmolLM2 teacher of docs/real_models.md (a Hub "
      "download); tests/test_init_student.py runs `hf-distill init-student` on tiny teachers"),
 ]
