@@ -162,14 +162,15 @@ def test_cli_writes_the_student(model_factory, tmp_path, capsys):
 
 def test_distilled_init_student_card_names_the_teacher_as_base_model(hub_server, model_factory, tokenizer, tmp_path):
     teacher_dir = Path(model_factory.save(tmp_path / "teacher", "llama", layers=4, seed=7))
-    hub_server.seed_repo("org/tiny-teacher", {p.name: p.read_bytes() for p in teacher_dir.iterdir()})
-    init_student("org/tiny-teacher", output_dir=tmp_path / "student")
+    # its own repo id: the session-wide Hub cache still holds the other test's commit of org/tiny-teacher
+    hub_server.seed_repo("org/tiny-teacher-card", {p.name: p.read_bytes() for p in teacher_dir.iterdir()})
+    init_student("org/tiny-teacher-card", output_dir=tmp_path / "student")
     args = DistillationConfig(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", max_steps=1,
                               per_device_train_batch_size=2, max_length=64)
-    trainer = DistillationTrainer(model=str(tmp_path / "student"), teacher_model="org/tiny-teacher", args=args,
+    trainer = DistillationTrainer(model=str(tmp_path / "student"), teacher_model="org/tiny-teacher-card", args=args,
                                   train_dataset=tiny.prompt_completion_dataset(4), processing_class=tokenizer)
     trainer.train()
     trainer.save_model()
     card = build_model_card(Provenance.load(tmp_path / "out"), student_license="apache-2.0")
-    assert (card.data.base_model, card.data.base_model_relation) == ("org/tiny-teacher", "finetune")
+    assert (card.data.base_model, card.data.base_model_relation) == ("org/tiny-teacher-card", "finetune")
     assert "`init_student` copy of teacher layers `[0, 2]` (strategy `every_other`)" in str(card)
