@@ -133,6 +133,7 @@ def test_missing_lm_eval_names_the_extra(monkeypatch, tokenizer):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
-    with pytest.raises(BenchmarkInputError, match=r'pip install "hf-distill\[eval\]"'):
+    hint = r"`pip install lm-eval` \(or, from an hf_distill clone, `pip install -e \"\.\[eval\]\"`\)"
+    with pytest.raises(BenchmarkInputError, match=hint):
         benchmark("/nonexistent/student", dataset=tiny.prompt_completion_dataset(2), tokenizer=tokenizer,
                   lm_eval_tasks=["tiny_gen"])
