@@ -5,9 +5,7 @@ weights of an uninterrupted run (one process and two); checkpoints written by pl
 import json
 import os
 import random
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill import checkpoint_state as cs
 from hf_distill.training.checkpoint_state import CheckpointStateError
 from tests import tiny
+from tests.distributed import two_process_launcher
 from tests.no_pickle import refuse_unpickling
 from tests.scripts.resume_probe import ResumeProbe, with_dropout
 
@@ -307,11 +306,7 @@ def test_an_unstorable_scheduler_is_refused_before_training(build, tmp_path):
 @pytest.mark.slow
 def test_two_processes_write_one_rng_file_each_and_resume_to_the_same_weights(tmp_path):
     def torchrun(*extra):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                   "127.0.0.1", "--master_port", str(port), "-m", "tests.scripts.resume_train", str(tmp_path / "run"),
+        command = [*two_process_launcher(), "-m", "tests.scripts.resume_train", str(tmp_path / "run"),
                    "--probe-dir", str(tmp_path / "probes"), *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -6,7 +6,6 @@ train) and a teacher forward that skips the root FSDP hook (it would raise on mi
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +15,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from tests.distributed import free_port, two_process_launcher
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = ["-m", "tests.scripts.fsdp_train", "--max-steps", "3"]
 # The runs differ only in how sums are split and reduced across processes (float32 rounding, ~1e-7 relative).
 ATOL = 1e-5
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: list[str], output_dir: Path) -> dict:
@@ -67,10 +63,8 @@ def plain(tmp_path_factory):
 @pytest.fixture(scope="module", params=ENGINES)
 def runs(request, plain, tmp_path_factory):
     """The plain one-process run and the same training on 2 processes under `request.param` (FSDP2 or ZeRO-3)."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
     output_dir = tmp_path_factory.mktemp(request.param) / "two"
-    two = _run([*launcher, *SCRIPT, "--per-device-batch-size", "2", f"--{request.param}"], output_dir)
+    two = _run([*two_process_launcher(), *SCRIPT, "--per-device-batch-size", "2", f"--{request.param}"], output_dir)
     assert two["num_processes"] == 2
     assert (two["fsdp"], two["deepspeed"]) == (request.param == "fsdp2", request.param == "zero3")
     return plain, two
@@ -120,7 +114,7 @@ def test_zero3_partitioned_heads_count_their_real_rows(tmp_path):
     the heads must count the real rows, or a teacher with the student's own tokenizer is refused ("0 rows")."""
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
     output = tmp_path / "rows.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(_free_port())}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(free_port())}
     completed = subprocess.run([sys.executable, "-m", "tests.scripts.fsdp_zero3_rows", str(output)], cwd=REPO,
                                env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]

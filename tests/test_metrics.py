@@ -3,7 +3,6 @@ of processes, and over each logging window in training; checked against an indep
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from tests import kd_reference, tiny
+from tests.distributed import two_process_launcher
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_ROWS = 13  # not a multiple of any batch below: the last eval batch is short (and padded on 2 processes)
@@ -62,11 +62,6 @@ def test_training_logs_are_token_weighted_over_the_logging_window(tmp_path, mode
     assert logged["num_tokens"] == sum(len(ids) for ids, _ in rows)  # every token of every row, counted once
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _eval_script(output: Path, launcher: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -81,10 +76,7 @@ def _eval_script(output: Path, launcher: list[str]) -> dict:
 @pytest.mark.slow
 def test_two_processes_report_the_eval_metrics_of_one(tmp_path):
     one = _eval_script(tmp_path / "one", [sys.executable])
-    two = _eval_script(tmp_path / "two", [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-        "--master_port", str(_free_port()),
-    ])
+    two = _eval_script(tmp_path / "two", two_process_launcher())
     assert (one["num_processes"], two["num_processes"]) == (1, 2)
     assert one["runs"].keys() == two["runs"].keys() and len(one["runs"]) == 4
     for run, metrics in one["runs"].items():

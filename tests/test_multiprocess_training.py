@@ -4,7 +4,6 @@ logged losses and the final weights agree to float32 rounding."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.distributed import two_process_launcher
+
 REPO = Path(__file__).resolve().parents[1]
 # Tolerances: the two runs differ only in how the sums are split and reduced (float32 rounding, ~1e-7 relative).
 LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-5
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: list[str], output_dir: Path) -> dict:
@@ -43,15 +39,7 @@ def test_two_processes_equal_one_process_with_doubled_batch(tmp_path):
     one = _run([sys.executable, *script, "--per-device-batch-size", "4"], tmp_path / "one")
     two = _run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
+            *two_process_launcher(),
             *script,
             "--per-device-batch-size",
             "2",

@@ -17,6 +17,7 @@ from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.served import TemperedTopK, tempered_buckets
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable, ServerClient
 from tests import tiny
+from tests.distributed import two_process_launcher
 from tests.served_teacher_server import TeacherServer
 from tests.test_cached_teacher_training import _head
 
@@ -315,19 +316,13 @@ def test_two_processes_each_ask_for_their_own_rows(clean_server, tmp_path):
     """Under DDP each rank sends its own rows: two processes of batch 2 log the losses of one process of batch 4."""
     import json
     import os
-    import socket
     import subprocess
     import sys
     script = tmp_path / "ddp_served.py"
     script.write_text(_DDP_SCRIPT)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    runs = {"one": [sys.executable, str(script)],
-            "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                    "127.0.0.1", "--master_port", str(port), str(script)]}
+    runs = {"one": [sys.executable, str(script)], "two": [*two_process_launcher(), str(script)]}
     for name, command in runs.items():
         (tmp_path / name).mkdir()
         batch = "4" if name == "one" else "2"

@@ -1,0 +1,20 @@
+"""Launching several processes in tests: `torch.distributed.run` from this interpreter (never a `torchrun` from
+PATH), gloo on CPU, at a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (closed again once found)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_process_launcher() -> list[str]:
+    """The command prefix that runs a script or `-m module` in 2 processes on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port())]
