@@ -1,5 +1,5 @@
 """Training: `DistillationConfig`, `DistillationTrainer` (TRL's `SFTTrainer` with a distillation loss), its collator,
-the checks run before any model loads, and pickle-free checkpoints.
+the checks run before any model loads, and pickle-free checkpoints (`CheckpointingMixin`).
 
 The trainer sits above `benchmark/` and `publish/`: it benchmarks itself, writes its provenance and card, and pushes
 (`push_to_hub`), while neither of those ever needs the trainer.

@@ -24,8 +24,7 @@ from ..publish.provenance import collect_provenance, is_hub_id, provenance_sourc
 from ..publish.student import push_student
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..teachers import TeacherSource, resolve_teacher_source
-from . import checkpoint_state
-from .checkpoints import last_complete_checkpoint
+from .checkpointing import CheckpointingMixin
 from .collator import DistillationCollator
 from .config import DistillationConfig, reject_config_fields_in_trainer_kwargs
 from .preflight import check_before_loading
@@ -42,7 +41,7 @@ _MODEL_INPUT_KEYS = (
 )
 
 
-class DistillationTrainer(TokenStatsMixin, SFTTrainer):
+class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
     """Distil a teacher into a student with TRL's SFT data handling: every TRL dataset format, chat templates,
     completion-only masks, packing, PEFT (LoRA, QLoRA) and the usual `Trainer` machinery.
 
@@ -171,48 +170,6 @@ class DistillationTrainer(TokenStatsMixin, SFTTrainer):
     def truncation_report(self):
         """What truncation to `max_length` cut from the train dataset (`None` when packing, streaming or unlimited)."""
         return self.truncation_reports.get("train")
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """`Trainer.train`, except that `resume_from_checkpoint=True` skips checkpoints whose save was cut off."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(
-                    f"No complete checkpoint to resume from in {self.args.output_dir!r}. Start without "
-                    "`resume_from_checkpoint` (--resume_from_checkpoint), or point it at a checkpoint folder."
-                )
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-    # -- checkpoints without pickle (hf_distill.checkpoint_state: formats, and what is left to transformers) ---------
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        scheduler = super().create_scheduler(num_training_steps, optimizer)
-        checkpoint_state.check_scheduler_state(self)  # before any step: checkpoints store it as JSON
-        return scheduler
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        if not checkpoint_state.save_optimizer_and_scheduler(self, output_dir):
-            super()._save_optimizer_and_scheduler(output_dir)
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if not checkpoint_state.load_optimizer_and_scheduler(self, checkpoint):
-            super()._load_optimizer_and_scheduler(checkpoint)
-
-    def _save_scaler(self, output_dir: str) -> None:
-        if not checkpoint_state.save_scaler(self, output_dir):
-            super()._save_scaler(output_dir)
-
-    def _load_scaler(self, checkpoint: str | None) -> None:
-        if not checkpoint_state.load_scaler(self, checkpoint):
-            super()._load_scaler(checkpoint)
-
-    def _save_rng_state(self, output_dir: str) -> None:
-        if not checkpoint_state.save_rng_state(self, output_dir):
-            super()._save_rng_state(output_dir)
-
-    def _load_rng_state(self, checkpoint: str | None) -> None:
-        if not checkpoint_state.load_rng_state(self, checkpoint):
-            super()._load_rng_state(checkpoint)
 
     # -- loss -------------------------------------------------------------------------------------------------------
 
@@ -354,15 +311,7 @@ class DistillationTrainer(TokenStatsMixin, SFTTrainer):
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        # `Trainer._save` pickles the arguments into training_args.bin: keep the Hub token out of that file, which
-        # `save_training_args` then replaces with training_args.json (no pickle left in the folder).
-        token, self.args.hub_token = self.args.hub_token, None
-        try:
-            super()._save(output_dir, state_dict=state_dict)
-            if self.args.should_save:
-                checkpoint_state.save_training_args(self.args, output_dir or self.args.output_dir)
-        finally:
-            self.args.hub_token = token
+        super()._save(output_dir, state_dict=state_dict)  # CheckpointingMixin: the weights and training_args.json
         if self.args.should_save:  # after the weights, whose hashes it records
             self.collect_provenance(output_dir or self.args.output_dir).save(output_dir or self.args.output_dir)
 
