@@ -7,8 +7,12 @@ value and the fix. `docs/errors.md` lists them.
 
 from __future__ import annotations
 
-__all__ = ["HfDistillError"]
+__all__ = ["HfDistillError", "MissingDependencyError"]
 
 
 class HfDistillError(Exception):
     """A problem hf_distill found in its inputs or state; the message says what and how to fix it."""
+
+
+class MissingDependencyError(HfDistillError, ImportError):
+    """An optional package a feature needs is not installed; the message names the package and the extra."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import HfDistillError
+from .errors import HfDistillError, MissingDependencyError
 
 __all__ = [
     "GGUF_KWARG", "GgufFileError", "GgufSource", "convert_gguf", "detach_gguf_quantizer", "gguf_file_of",
@@ -101,7 +101,7 @@ def gguf_source(path: str | os.PathLike) -> GgufSource:
     try:
         import gguf
     except ImportError as error:
-        raise ImportError(_INSTALL_HINT) from error
+        raise MissingDependencyError(_INSTALL_HINT) from error
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as error:  # a truncated or foreign file: name it before transformers fails obscurely

@@ -9,10 +9,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import HfDistillError
+
 __all__ = [
-    "OutputHead", "backbone_hidden_states", "final_hidden_states", "is_quantized", "live_head", "unwrap_model",
-    "weight_rows",
+    "OutputHead", "OutputHeadCallError", "UnsupportedModelError", "backbone_hidden_states", "final_hidden_states",
+    "is_quantized", "live_head", "unwrap_model", "weight_rows",
 ]
+
+
+class UnsupportedModelError(HfDistillError, ValueError):
+    """A model distillation cannot read: no output head, or no backbone under it (not a transformers causal LM)."""
+
+
+class OutputHeadCallError(UnsupportedModelError, RuntimeError):
+    """A model whose forward calls its output head other than once, so its final hidden states are not one tensor."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -75,7 +85,7 @@ class OutputHead:
         model = unwrap_model(model)
         lm_head = model.get_output_embeddings()
         if lm_head is None:
-            raise ValueError(
+            raise UnsupportedModelError(
                 f"{type(model).__name__} has no output embeddings (`get_output_embeddings()` is None): distillation "
                 "needs a causal language model (`AutoModelForCausalLM`)."
             )
@@ -156,7 +166,7 @@ def backbone_hidden_states(model: nn.Module, *args, **inputs) -> torch.Tensor:
     inner = unwrap_model(model)
     backbone = getattr(inner, inner.base_model_prefix, None)
     if backbone is None or backbone is inner:
-        raise ValueError(
+        raise UnsupportedModelError(
             f"Cannot find the backbone of {type(inner).__name__} (attribute {inner.base_model_prefix!r}); "
             "distillation needs a transformers causal LM."
         )
@@ -190,7 +200,7 @@ def final_hidden_states(model: nn.Module, **inputs) -> torch.Tensor:
     finally:
         handle.remove()
     if len(captured) != 1:
-        raise RuntimeError(
+        raise OutputHeadCallError(
             f"The output head of {type(unwrap_model(model)).__name__} ran {len(captured)} times in one forward, "
             "but distillation reads the final hidden states from its one call: this model class is not supported "
             "as a student."

@@ -19,6 +19,7 @@ from .errors import HfDistillError
 __all__ = [
     "PATTERNS",
     "PrivacyReport",
+    "PrivacyScanError",
     "PrivateDataError",
     "check_publishable",
     "scan_dataset",
@@ -73,6 +74,10 @@ _SCANNERS = tuple((name, _ANCHORS[name], pattern) for name, (_, pattern) in PATT
 
 class PrivateDataError(HfDistillError, ValueError):
     """Data about to be published contains secrets."""
+
+
+class PrivacyScanError(HfDistillError, ValueError):
+    """`scan_dataset` was asked to scan columns the dataset does not have."""
 
 
 def _hits(text: str) -> dict[str, int]:
@@ -224,7 +229,7 @@ def scan_dataset(dataset, columns: Iterable[str] | None = None, *, batch_size: i
     names = list(columns) if columns is not None else text_columns(dataset)
     missing = [c for c in names if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"Columns {missing} are not in the dataset (it has {dataset.column_names}).")
+        raise PrivacyScanError(f"Columns {missing} are not in the dataset (it has {dataset.column_names}).")
     report = PrivacyReport(columns=names)
     if not names:
         report.num_texts = len(dataset)

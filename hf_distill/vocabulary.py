@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HUB_KWARGS",
+    "MissingTokenizerError",
     "VocabularyMismatchError",
     "check_shared_vocabulary",
     "find_tokenizer",
@@ -53,6 +54,10 @@ _SEQUENCE_LEVEL_FIX = (
     "or distil at sequence level instead (`hf_distill.data.generate_completions` / `hf-distill generate`, then train "
     "on the generated completions), which works across tokenizers."
 )
+
+
+class MissingTokenizerError(HfDistillError, ValueError):
+    """No tokenizer was given for a model and none is stored with it; the message names the argument to pass."""
 
 
 class VocabularyMismatchError(HfDistillError, ValueError):

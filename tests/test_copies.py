@@ -8,7 +8,7 @@ import torch
 import trl
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.heads import final_hidden_states
+from hf_distill.heads import OutputHeadCallError, final_hidden_states
 from tests import tiny
 
 
@@ -96,5 +96,5 @@ def test_final_hidden_states_match_the_models_own_and_leave_no_hook(model_factor
 def test_final_hidden_states_refuse_a_head_the_forward_never_runs(model_factory, tokenizer):
     model = model_factory("llama", seed=3)
     model.get_output_embeddings = lambda: torch.nn.Linear(32, 8)  # not the module the forward projects with
-    with pytest.raises(RuntimeError, match="output head of LlamaForCausalLM ran 0 times in one forward"):
+    with pytest.raises(OutputHeadCallError, match="output head of LlamaForCausalLM ran 0 times in one forward"):
         final_hidden_states(model, input_ids=_input_ids(tokenizer))

@@ -60,10 +60,10 @@ from hf_distill.hub import (
     push_student,
     validate_repo_id,
 )
-from hf_distill.losses import distillation_loss
+from hf_distill.losses import LossInputError, distillation_loss
 from hf_distill.losses.sparse import SparseTeacherError
 from hf_distill.nonfinite import NonFiniteTeacherError
-from hf_distill.offline.shards import RowLimitError
+from hf_distill.offline.shards import RowLimitError, ShardSizeError
 from hf_distill.privacy import PrivateDataError
 from hf_distill.publish.licenses import LicenseConflictError
 from hf_distill.publish.provenance import Provenance, ProvenanceError
@@ -71,9 +71,13 @@ from hf_distill.publish.space import SpaceConfigError, create_space
 from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.students import StudentInitError, init_student
-from hf_distill.teachers import ServedTeacher
+from hf_distill.teachers import ServedTeacher, TeacherSetupError, TeacherTypeError
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
-from hf_distill.training.config import ConfigFieldPassedToTrainerError, DistillationConfigError
+from hf_distill.training.config import (
+    ConfigFieldPassedToTrainerError,
+    DistillationConfigError,
+    NotADistillationConfigError,
+)
 from hf_distill.training.preflight import ModelSetupError
 from hf_distill.vocabulary import VocabularyMismatchError
 from tests import tiny
@@ -336,14 +340,21 @@ CASES = [
     Case("E-DATA-MAX-ROWS", lambda env: generate_completions(_NOWHERE, tiny.prompt_completion_dataset(2),
                                                              output_dir=env.tmp_path / "g", max_rows=0),
          RowLimitError, "`max_rows` (--max_rows) is 0; pass a positive number of rows"),
+    Case("E-DATA-SHARD-SIZE", lambda env: cache_teacher_logits(_NOWHERE, tiny.prompt_completion_dataset(2),
+                                                               tokenizer=env.tokenizer, output_dir=env.tmp_path / "c",
+                                                               shard_size=0),
+         ShardSizeError, "`shard_size` is 0; it must be >= 1 (rows per shard, e.g. 1000)"),
+    Case("E-DATA-GENERATE-SHARD-SIZE", lambda env: generate_completions(_NOWHERE, tiny.prompt_completion_dataset(2),
+                                                                        output_dir=env.tmp_path / "g", shard_size=0),
+         ShardSizeError, "`shard_size` is 0; it must be >= 1"),
     Case("E-CONFIG-TEACHER-KWARGS", lambda env: _args(env, teacher_model_init_kwargs=5), DistillationConfigError,
          "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict"),
     Case("E-CONFIG-ARGS-TYPE",
          lambda env: env.before_loading(args=SFTConfig(output_dir=str(env.tmp_path), report_to="none", bf16=False)),
-         TypeError, "`args` must be a `DistillationConfig`, got SFTConfig"),
+         NotADistillationConfigError, "`args` must be a `DistillationConfig`, got SFTConfig"),
     Case("E-CONFIG-LOSS-DIVERGENCE", lambda env: distillation_loss(torch.zeros(1, 2, 5), torch.zeros(1, 2, 5),
                                                                    divergence="kl"),
-         ValueError, "Unknown divergence 'kl'. Choose one of"),
+         LossInputError, "Unknown divergence 'kl'. Choose one of"),
     # Data: checked before any model is loaded (the models here do not exist).
     Case("E-DATA-EMPTY",
          lambda env: env.before_loading(train_dataset=Dataset.from_dict({"prompt": [], "completion": []})),
@@ -377,9 +388,9 @@ CASES = [
          lambda env: generate_completions(_NOWHERE, tiny.text_dataset(2), output_dir=env.tmp_path / "gen"),
          GenerationSettingsError, "the dataset has no prompts"),
     # Teachers.
-    Case("E-TEACHER-NONE", lambda env: env.trainer(teacher_model=None), ValueError,
+    Case("E-TEACHER-NONE", lambda env: env.trainer(teacher_model=None), TeacherSetupError,
          "No teacher: pass `teacher_model=`"),
-    Case("E-TEACHER-TYPE", lambda env: env.trainer(teacher_model=3), TypeError,
+    Case("E-TEACHER-TYPE", lambda env: env.trainer(teacher_model=3), TeacherTypeError,
          "`teacher_model` must be a Hub id, a local path or a model, got int"),
     Case("E-TEACHER-VOCAB",
          lambda env: env.trainer(teacher_model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=32),
@@ -396,7 +407,7 @@ CASES = [
          "The student's vocabulary (300 embedding rows) is smaller than the tokenizer the data is read with"),
     Case("E-TEACHER-PEFT-TRAINABLE",
          lambda env: env.trainer(teacher_model=get_peft_model(env.student(), LoraConfig(target_modules=["q_proj"]))),
-         ValueError, "The teacher is a PEFT model with trainable adapters"),
+         TeacherSetupError, "The teacher is a PEFT model with trainable adapters"),
     Case("E-TEACHER-IS-STUDENT", lambda env: env.trainer(teacher_model=(model := env.student()), model=model),
          ModelSetupError, "`teacher_model` is the student itself"),
     Case("E-TEACHER-SHARED-WEIGHTS", _shared_lm_head, ModelSetupError,
@@ -510,7 +521,7 @@ CASES = [
          "does not exist; save the student there first"),
     Case("E-PUSH-NO-PROVENANCE", lambda env: Provenance.load(env.tmp_path), ProvenanceError,
          "does not exist. Save the student with `DistillationTrainer.save_model()`"),
-    Case("E-PUSH-NO-REPO", lambda env: env.trainer().push_to_hub(), ValueError,
+    Case("E-PUSH-NO-REPO", lambda env: env.trainer().push_to_hub(), PushError,
          "No repo id: pass `push_to_hub('namespace/name')` or set `hub_model_id`"),
     Case("E-PUSH-DATASET-SECRETS",
          lambda env: _push_dataset(env, Dataset.from_dict({"text": ["my key: hf_" + "a1B2c3D4" * 5]})),

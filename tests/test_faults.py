@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_distill.training.checkpoint_state import CheckpointStateError
 from hf_distill.training.checkpoints import last_complete_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,5 +95,5 @@ def test_resume_without_a_complete_checkpoint_names_the_fix(tmp_path, model_fact
         model=model_factory("llama"), teacher_model=model_factory("llama", seed=3), args=_args(tmp_path),
         train_dataset=tiny.text_dataset(4), processing_class=tokenizer,
     )
-    with pytest.raises(ValueError, match="No complete checkpoint to resume from.*Start without"):
+    with pytest.raises(CheckpointStateError, match="No complete checkpoint to resume from.*Start without"):
         trainer.train(resume_from_checkpoint=True)

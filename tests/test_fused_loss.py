@@ -14,7 +14,7 @@ import hf_distill.teachers.base as teacher_base
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.heads import OutputHead
 from hf_distill.losses import DIVERGENCES, distillation_loss, distillation_loss_from_hidden
-from hf_distill.losses.fused import FusedLossError, choose_chunk_size, fused_kd_terms
+from hf_distill.losses.fused import FusedLossError, FusedLossReuseError, choose_chunk_size, fused_kd_terms
 from hf_distill.losses.terms import LossSettings, dense_kd_terms
 from tests import tiny
 
@@ -297,7 +297,7 @@ def test_second_backward_is_refused():
     hidden = tensors.pop("student_hidden").requires_grad_(True)
     loss = distillation_loss_from_hidden(hidden, **tensors)
     loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="differentiated twice.*Recompute the loss"):
+    with pytest.raises(FusedLossReuseError, match="differentiated twice.*Recompute the loss"):
         loss.backward()
 
 

@@ -13,6 +13,7 @@ from hf_distill.hub import HubAuthError, PushError, push_dataset
 from hf_distill.privacy import (
     PATTERNS,
     PrivacyReport,
+    PrivacyScanError,
     PrivateDataError,
     check_publishable,
     scan_dataset,
@@ -69,7 +70,7 @@ def test_dataset_scan_reads_messages_and_rows():
     assert report.counts["email"] == 1 and report.counts["huggingface_token"] == 1
     assert report.flagged_rows == [0, 2]
     assert report.to_dict()["num_secrets"] == 1
-    with pytest.raises(ValueError, match=r"Columns \['text'\] are not in the dataset"):
+    with pytest.raises(PrivacyScanError, match=r"Columns \['text'\] are not in the dataset"):
         scan_dataset(data, columns=["text"])
 
 

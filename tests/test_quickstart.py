@@ -69,7 +69,7 @@ def test_answers_are_checked_against_every_valid_answer():
     ],
 )
 def test_bad_dataset_sizes_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(QuickstartError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_task_dataset(**{"num_train": 10, "num_test": 2, **kwargs})
 
 
@@ -93,7 +93,7 @@ def test_task_accuracy_metric_is_registered_only_inside_its_block_and_checks_the
         metric = TASK_METRICS[name].fn
         assert metric(references, references) == 1.0  # the sampled answers are valid answers
         assert metric(["nonsense"] * 4, references) == 0.0
-        with pytest.raises(ValueError, match="another dataset"):
+        with pytest.raises(QuickstartError, match="another dataset"):
             metric(references, ["x"] * 4)
     assert TASK_ACCURACY not in TASK_METRICS
 

@@ -13,6 +13,7 @@ from hf_distill.benchmark import benchmark
 from hf_distill.data import cache_teacher_logits
 from hf_distill.offline.teacher import load_offline_teacher
 from hf_distill.vocabulary import (
+    MissingTokenizerError,
     VocabularyMismatchError,
     check_shared_vocabulary,
     find_tokenizer,
@@ -111,7 +112,7 @@ def test_folder_without_tokenizer_of_another_size_is_refused(model_factory, toke
 
 def test_offline_teacher_without_tokenizer_files_is_named(model_factory, tmp_path):
     model_factory("qwen2", hidden=48).save_pretrained(tmp_path / "teacher")
-    with pytest.raises(ValueError, match="No tokenizer is stored with the teacher.*`tokenizer=`, --tokenizer"):
+    with pytest.raises(MissingTokenizerError, match="No tokenizer is stored with the teacher.*`tokenizer=`, --tokeni"):
         load_offline_teacher(str(tmp_path / "teacher"))
 
 

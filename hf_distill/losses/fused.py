@@ -41,6 +41,7 @@ logger = logging.get_logger(__name__)
 __all__ = [
     "DEFAULT_CHUNK_MEMORY_BYTES",
     "FusedLossError",
+    "FusedLossReuseError",
     "choose_chunk_size",
     "distillation_loss_from_hidden",
     "fused_kd_terms",
@@ -49,6 +50,10 @@ __all__ = [
 
 class FusedLossError(HfDistillError, ValueError):
     """Invalid input to the fused distillation loss; the message names the argument, its value and the fix."""
+
+
+class FusedLossReuseError(FusedLossError, RuntimeError):
+    """The fused loss was differentiated a second time: it computes its gradients once, in the forward pass."""
 
 
 # -- the autograd function --------------------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ class _FusedDistillation(torch.autograd.Function):
     def backward(ctx, grad_kd, grad_ce, *_):
         grads: _Gradients | None = ctx.grads
         if grads is None:
-            raise RuntimeError(
+            raise FusedLossReuseError(
                 "The fused distillation loss was differentiated twice: it computes its gradients once, in the "
                 "forward pass. Recompute the loss for every backward pass (or use `use_fused_kd_loss=False`)."
             )

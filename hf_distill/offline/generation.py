@@ -25,7 +25,7 @@ from ..errors import HfDistillError
 from ..fingerprints import TeacherProvenance, path_provenance, teacher_provenance
 from ..privacy import scan_generated
 from .card import write_dataset_card
-from .shards import Shard, first_rows, run_sharded
+from .shards import Shard, check_shard_size, first_rows, run_sharded
 from .teacher import load_offline_teacher
 
 __all__ = ["GenerationSettings", "GenerationSettingsError", "generate_completions"]
@@ -122,6 +122,7 @@ def generate_completions(
     ```
     """
     dataset = first_rows(dataset, max_rows)
+    check_shard_size(shard_size)
     settings = GenerationSettings(max_new_tokens, temperature, top_p, num_samples, seed, backend)
     _check_arguments(teacher, dataset, settings, batch_size)
     if backend == "vllm":

@@ -32,7 +32,7 @@ from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
-from .shards import Shard, first_rows, run_sharded
+from .shards import Shard, check_shard_size, first_rows, run_sharded
 from .teacher import load_offline_teacher
 
 __all__ = ["CacheSettingsError", "cache_teacher_logits", "topk_log_probs"]
@@ -111,6 +111,7 @@ def cache_teacher_logits(
     ```
     """
     dataset = first_rows(dataset, max_rows)
+    check_shard_size(shard_size)
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)

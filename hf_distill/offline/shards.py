@@ -44,6 +44,7 @@ __all__ = [
     "ProcessGroup",
     "ResumeError",
     "RowLimitError",
+    "ShardSizeError",
     "RunManifest",
     "Shard",
     "ShardStore",
@@ -62,6 +63,10 @@ class CorruptShardError(ResumeError):
     """A finished shard (or the finished dataset) no longer matches the checksums recorded when it was written."""
 
 
+class ShardSizeError(HfDistillError, ValueError):
+    """A `shard_size` (--shard_size) below 1."""
+
+
 class RowLimitError(HfDistillError, ValueError):
     """`max_rows` is not a positive number of rows."""
 
@@ -75,6 +80,12 @@ def first_rows(dataset: Dataset, max_rows: int | None) -> Dataset:
             f"`max_rows` (--max_rows) is {max_rows!r}; pass a positive number of rows, or leave it unset for all."
         )
     return dataset.select(range(min(max_rows, len(dataset))))
+
+
+def check_shard_size(shard_size: int) -> None:
+    """Refuse a `shard_size` below 1 (called by the offline runs before they load a teacher)."""
+    if shard_size < 1:
+        raise ShardSizeError(f"`shard_size` is {shard_size}; it must be >= 1 (rows per shard, e.g. 1000).")
 
 
 @dataclass(frozen=True)
@@ -162,8 +173,7 @@ class ShardStore:
     """
 
     def __init__(self, output_dir: str | os.PathLike, *, num_rows: int, shard_size: int, settings: dict):
-        if shard_size < 1:
-            raise ValueError(f"`shard_size` is {shard_size}; it must be >= 1 (rows per shard, e.g. 1000).")
+        check_shard_size(shard_size)
         self.root = Path(output_dir) / "shards"
         self.settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
         self.shards = [

@@ -9,7 +9,7 @@ from torch import nn
 from ..gguf import gguf_file_of, load_gguf_tokenizer
 from ..heads import is_quantized, unwrap_model
 from ..teachers.local_model import load_teacher_model
-from ..vocabulary import find_tokenizer, hub_kwargs
+from ..vocabulary import MissingTokenizerError, find_tokenizer, hub_kwargs
 
 __all__ = ["load_offline_teacher"]
 
@@ -18,8 +18,8 @@ def load_offline_teacher(teacher: str | os.PathLike | nn.Module, tokenizer=None,
     """The teacher model (frozen, eval mode) and its tokenizer (`tokenizer`, or the one saved with the teacher).
 
     A teacher loaded here from an id or path goes to this process's accelerator (one GPU per rank under `torchrun`);
-    a model passed in, quantized or dispatched with a `device_map` stays where it is. Raises `ValueError` when no
-    tokenizer is given and none is stored with the teacher.
+    a model passed in, quantized or dispatched with a `device_map` stays where it is. Raises
+    [`~hf_distill.vocabulary.MissingTokenizerError`] when no tokenizer is given and none is stored with the teacher.
     """
     gguf_file = gguf_file_of(model_kwargs)
     if tokenizer is None and gguf_file and isinstance(teacher, (str, os.PathLike)):
@@ -40,7 +40,7 @@ def _stored_tokenizer(teacher, model_kwargs: dict | None):
     if tokenizer is None:
         shown = teacher if isinstance(teacher, (str, os.PathLike)) else getattr(
             unwrap_model(teacher), "name_or_path", "") or type(teacher).__name__
-        raise ValueError(
+        raise MissingTokenizerError(
             f"No tokenizer is stored with the teacher ({str(shown)!r}): pass the teacher's tokenizer (`tokenizer=`, "
             "--tokenizer), e.g. `AutoTokenizer.from_pretrained(teacher_id)`."
         )

@@ -5,7 +5,8 @@ distilled student and an SFT student trained alike (`training`), benchmarked tog
 student's card, plots, provenance and a Space (`pipeline.run_quickstart`).
 """
 
-from .pipeline import QuickstartError, QuickstartResult, QuickstartStageError, run_quickstart
+from .errors import QuickstartError, QuickstartStageError
+from .pipeline import QuickstartResult, run_quickstart
 from .presets import PRESETS, QuickstartPreset
 from .tasks import TASKS, answer_is_valid, build_task_dataset
 

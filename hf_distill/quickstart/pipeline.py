@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import HfDistillError
 from ..publish.provenance import environment_info
 from ..publish.repo import validate_repo_id
 from ..publish.space.requirements import GRADIO_SDK_VERSION
+from .errors import QuickstartError, QuickstartStageError
 from .presets import PRESETS, QuickstartPreset
 from .report import comparison_rows, format_table, verdict_lines
 
@@ -38,14 +38,6 @@ REQUIRED_MODULES = {
     "yaml": "pyyaml",
 }
 _VERSIONED = ("torch", "transformers", "trl", "datasets", "tokenizers")
-
-
-class QuickstartError(HfDistillError, ValueError):
-    """A quickstart argument is invalid, or a package it needs is missing (checked before anything is trained)."""
-
-
-class QuickstartStageError(HfDistillError, RuntimeError):
-    """A stage after the benchmark failed; what the earlier stages measured was printed and saved first."""
 
 
 def library_versions() -> dict[str, str | None]:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datasets import Dataset
 
 from ..benchmark.quality import TASK_METRICS, TaskMetric
+from .errors import QuickstartError
 from .tasks import answer_is_valid
 
 __all__ = ["TASK_ACCURACY", "task_accuracy_metric"]
@@ -29,7 +30,7 @@ def task_accuracy_metric(held_out: Dataset) -> Iterator[str]:
 
     def accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
         if [r.strip() for r in references] != expected[: len(references)] or len(predictions) > len(valid):
-            raise ValueError(
+            raise QuickstartError(
                 "task_accuracy was asked to score rows of another dataset than the quickstart's held-out "
                 "split; benchmark that split (in order) to use it."
             )

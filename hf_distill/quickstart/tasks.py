@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from datasets import Dataset, DatasetDict
 
+from .errors import QuickstartError
+
 __all__ = ["TASKS", "TaskExample", "answer_is_valid", "build_task_dataset", "extract_answer"]
 
 DATASET_LICENSE = "cc0-1.0"
@@ -141,9 +143,9 @@ def build_task_dataset(
     ```
     """
     if num_train < 1 or num_test < 1:
-        raise ValueError(f"num_train ({num_train}) and num_test ({num_test}) must both be >= 1.")
+        raise QuickstartError(f"num_train ({num_train}) and num_test ({num_test}) must both be >= 1.")
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction is {test_fraction}; it must be in (0, 1), e.g. 0.1.")
+        raise QuickstartError(f"test_fraction is {test_fraction}; it must be in (0, 1), e.g. 0.1.")
     rng = random.Random(seed)
     splits = {}
     for split, size in (("train", num_train), ("test", num_test)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import TeacherHidden, TeacherSource, TeacherTargets, TeacherTopK
+from .base import TeacherHidden, TeacherSetupError, TeacherSource, TeacherTargets, TeacherTopK, TeacherTypeError
 from .cached_topk import CachedTopKTeacher
 from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model
 from .served import ServedTeacher
@@ -20,9 +20,11 @@ __all__ = [
     "LocalModelTeacher",
     "ServedTeacher",
     "TeacherHidden",
+    "TeacherSetupError",
     "TeacherSource",
     "TeacherTargets",
     "TeacherTopK",
+    "TeacherTypeError",
     "align_vocabularies",
     "load_teacher_model",
     "resolve_teacher_source",
@@ -49,12 +51,13 @@ TEACHER_SOURCES: list[Callable[..., TeacherSource | None]] = [
 
 
 def resolve_teacher_source(teacher_model: Any, args, dataset_columns: list[str], **kwargs) -> TeacherSource:
-    """The first source in `TEACHER_SOURCES` that applies; raises `ValueError` naming the options when none does."""
+    """The first source in `TEACHER_SOURCES` that applies; raises [`TeacherSetupError`] naming the options when none
+    does."""
     for factory in TEACHER_SOURCES:
         source = factory(teacher_model, args, dataset_columns, **kwargs)
         if source is not None:
             return source
-    raise ValueError(
+    raise TeacherSetupError(
         "No teacher: pass `teacher_model=` (a Hub id, local path or model), set "
         "`DistillationConfig.teacher_model_name_or_path` (--teacher_model_name_or_path), or train on a dataset "
         "with cached teacher logits (`hf_distill.data.cache_teacher_logits`, `hf-distill cache-logits`)."

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..errors import HfDistillError
 from ..fingerprints import TeacherProvenance
 from ..heads import OutputHead
 from ..losses.fused import fused_kd_terms
@@ -22,7 +23,15 @@ from ..losses.terms import KDTerms, LossSettings, dense_kd_terms
 if TYPE_CHECKING:
     from ..training.trainer import DistillationTrainer
 
-__all__ = ["TeacherHidden", "TeacherSource", "TeacherTopK", "TeacherTargets"]
+__all__ = ["TeacherHidden", "TeacherSetupError", "TeacherSource", "TeacherTopK", "TeacherTargets", "TeacherTypeError"]
+
+
+class TeacherSetupError(HfDistillError, ValueError):
+    """No teacher was given, or the one given cannot teach (e.g. a PEFT model with trainable adapters)."""
+
+
+class TeacherTypeError(TeacherSetupError, TypeError):
+    """`teacher_model` is neither a Hub id, a local path nor a model."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ..heads import OutputHead, final_hidden_states, is_quantized, live_head, un
 from ..nonfinite import check_teacher_finite
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
-from .base import TeacherHidden, TeacherSource
+from .base import TeacherHidden, TeacherSetupError, TeacherSource, TeacherTypeError
 
 if TYPE_CHECKING:
     from ..training.trainer import DistillationTrainer
@@ -46,13 +46,13 @@ def load_teacher_model(
             logger.warning("`teacher_model_init_kwargs` is ignored: the teacher is already instantiated.")
         model = teacher
     else:
-        raise TypeError(
+        raise TeacherTypeError(
             f"`teacher_model` must be a Hub id, a local path or a model, got {type(teacher).__name__}. "
             "Pass e.g. teacher_model='Qwen/Qwen2.5-7B-Instruct'."
         )
     adapters = getattr(model, "peft_config", {})
     if any(getattr(config, "inference_mode", True) is False for config in adapters.values()):
-        raise ValueError(
+        raise TeacherSetupError(
             "The teacher is a PEFT model with trainable adapters. A teacher is never trained: merge its adapter "
             "(`teacher = teacher.merge_and_unload()`) or load it with "
             "`PeftModel.from_pretrained(..., is_trainable=False)`; `peft_config` applies to the student only."

@@ -70,7 +70,8 @@ _UNSUPPORTED_FIX = (
 
 
 class CheckpointStateError(HfDistillError, ValueError):
-    """A training state cannot be written without pickle, or a checkpoint's state files are incomplete."""
+    """A training state cannot be written without pickle, a checkpoint's state files are incomplete, or there is no
+    complete checkpoint to resume from."""
 
 
 # -- the codec: any nest of dicts, lists and tuples of tensors and JSON scalars ------------------------------------

@@ -11,6 +11,7 @@ so the mixin goes before the `Trainer` subclass in the bases:
 from __future__ import annotations
 
 from . import checkpoint_state
+from .checkpoint_state import CheckpointStateError
 from .checkpoints import last_complete_checkpoint
 
 __all__ = ["CheckpointingMixin"]
@@ -24,7 +25,7 @@ class CheckpointingMixin:
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(
+                raise CheckpointStateError(
                     f"No complete checkpoint to resume from in {self.args.output_dir!r}. Start without "
                     "`resume_from_checkpoint` (--resume_from_checkpoint), or point it at a checkpoint folder."
                 )

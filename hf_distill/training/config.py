@@ -15,6 +15,7 @@ __all__ = [
     "DistillationConfig",
     "DistillationConfigError",
     "HardwareSFTConfig",
+    "NotADistillationConfigError",
     "reject_config_fields_in_trainer_kwargs",
 ]
 
@@ -53,6 +54,10 @@ class DistillationConfigError(HfDistillError, ValueError):
 
 class ConfigFieldPassedToTrainerError(DistillationConfigError, TypeError):
     """A `DistillationConfig` field was given to `DistillationTrainer(...)` as a keyword argument."""
+
+
+class NotADistillationConfigError(DistillationConfigError, TypeError):
+    """`DistillationTrainer(args=...)` got something other than a `DistillationConfig` (e.g. a plain `SFTConfig`)."""
 
 
 def reject_config_fields_in_trainer_kwargs(kwargs: dict[str, Any]) -> None:

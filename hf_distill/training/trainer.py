@@ -12,6 +12,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from ..benchmark import benchmark
+from ..benchmark.errors import BenchmarkInputError
 from ..benchmark.plots import plot_training_curves
 from ..formats.cache import CachedDatasetError, check_tokenizer_hash, is_cached_dataset, prepare_cached_rows
 from ..formats.checks import check_cached_targets
@@ -21,12 +22,13 @@ from ..heads import OutputHead, final_hidden_states, live_head, unwrap_model
 from ..losses.terms import LossSettings
 from ..publish.card import build_model_card
 from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources
+from ..publish.repo import PushError
 from ..publish.student import push_student
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..teachers import TeacherSource, resolve_teacher_source
 from .checkpointing import CheckpointingMixin
 from .collator import DistillationCollator
-from .config import DistillationConfig, reject_config_fields_in_trainer_kwargs
+from .config import DistillationConfig, NotADistillationConfigError, reject_config_fields_in_trainer_kwargs
 from .preflight import check_before_loading
 from .token_stats import TokenStatsMixin, mask_repeated_examples, trained_positions
 
@@ -138,7 +140,7 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
             name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
             return DistillationConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1] or 'student'}-distilled")
         if not isinstance(args, DistillationConfig):
-            raise TypeError(
+            raise NotADistillationConfigError(
                 f"`args` must be a `DistillationConfig`, got {type(args).__name__}. Build one with "
                 "`DistillationConfig(output_dir=..., **sft_config.to_dict())`."
             )
@@ -286,9 +288,9 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
         raw = getattr(self, "_raw_eval_datasets", {})
         if eval_dataset is None or isinstance(eval_dataset, str):
             if isinstance(eval_dataset, str) and eval_dataset not in raw:
-                raise ValueError(f"No eval dataset named {eval_dataset!r}: the trainer has {sorted(raw)}.")
+                raise BenchmarkInputError(f"No eval dataset named {eval_dataset!r}: the trainer has {sorted(raw)}.")
             if eval_dataset is None and len(raw) != 1:
-                raise ValueError(
+                raise BenchmarkInputError(
                     f"The trainer has {len(raw)} eval datasets ({sorted(raw)}): pass `eval_dataset=` (one of those "
                     "names, or a held-out dataset in prompt/completion or messages format)."
                 )
@@ -386,7 +388,7 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
         kwargs.pop("blocking", None)
         repo_id = repo_id or self.args.hub_model_id
         if repo_id is None:
-            raise ValueError("No repo id: pass `push_to_hub('namespace/name')` or set `hub_model_id` "
+            raise PushError("No repo id: pass `push_to_hub('namespace/name')` or set `hub_model_id` "
                              "(--hub_model_id) in DistillationConfig.")
         self._remember_license_overrides(teacher_license=teacher_license, base_license=base_license,
                                          dataset_licenses=dataset_licenses)

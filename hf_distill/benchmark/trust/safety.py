@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from ..errors import BenchmarkInputError
+
 __all__ = ["REFUSAL_PATTERNS", "SafetyRequest", "agreement", "is_refusal", "load_safety_set", "refusal_rate"]
 
 REFUSAL_PATTERNS = re.compile(
@@ -50,5 +52,7 @@ def refusal_rate(refusals: Sequence[bool]) -> float | None:
 def agreement(first: Sequence[bool], second: Sequence[bool]) -> float:
     """Share of requests on which both models made the same call (refused both, or answered both)."""
     if len(first) != len(second) or not first:
-        raise ValueError(f"agreement needs two equally long, non-empty lists, got {len(first)} and {len(second)}")
+        raise BenchmarkInputError(
+            f"agreement needs two equally long, non-empty lists, got {len(first)} and {len(second)}"
+        )
     return sum(a == b for a, b in zip(first, second, strict=True)) / len(first)
