@@ -263,6 +263,28 @@ def test_the_contributing_diagram_names_every_package_and_module():
     assert not missing, f"CONTRIBUTING.md's layer diagram misses {missing}"
 
 
+def _packages() -> list[str]:
+    return sorted(name for name, path in _modules().items() if path.name == "__init__.py")
+
+
+def test_the_walk_finds_the_packages():
+    assert {"hf_distill", "hf_distill.cli", "hf_distill.teachers", "hf_distill.publish.provenance"} <= set(_packages())
+
+
+@pytest.mark.parametrize("package", _packages())
+def test_every_package_declares_its_public_names_and_each_exists(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert isinstance(getattr(module, "__all__", None), (list, tuple)), f"{package} declares no __all__"
+    names = list(module.__all__)
+    assert len(names) == len(set(names)), f"{package}.__all__ repeats a name"
+    private = [name for name in names if name.startswith("_") and name != "__version__"]
+    assert not private, f"{package}.__all__ lists internals: {private}"
+    missing = [name for name in names if not hasattr(module, name)]
+    assert not missing, f"{package}.__all__ names what {package} does not have: {missing}"
+
+
 def test_examples_import_only_public_names():
     import importlib
 
@@ -273,4 +295,7 @@ def test_examples_import_only_public_names():
                 module = importlib.import_module(node.module)  # a package's __all__ is public, a module's is not
                 public = module.__all__ if hasattr(module, "__path__") else []
                 private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name not in public]
+            elif isinstance(node, ast.Import):  # `import hf_distill.x.module` reaches past the packages' __all__
+                private += [f"{path.name}: import {a.name}" for a in node.names if a.name.startswith("hf_distill.")
+                            and not hasattr(importlib.import_module(a.name), "__path__")]
     assert not private, f"not in the __all__ of a package: {private}"

@@ -13,12 +13,13 @@ _EXPORTS = {
     "TopKCodec": ".codec",
     "TrainingDataError": ".checks",
     "TruncationReport": ".truncation",
-    "check_training_data": ".checks",
     "decode_topk": ".codec",
     "encode_topk": ".codec",
     "tokenize_like_sft": ".tokenization",
 }
+# Importable here too, but internals (the trainer's own steps): not part of the public API.
+_INTERNAL = {"check_training_data": ".checks"}
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, {**_EXPORTS, **_INTERNAL})

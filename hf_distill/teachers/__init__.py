@@ -2,6 +2,9 @@
 
 `TEACHER_SOURCES` is the registry: each entry maps the trainer's inputs to a source, or returns None when it does
 not apply. The first match wins; a new source is one file here plus one line in the list.
+
+`align_vocabularies`, `load_teacher_model` and `resolve_teacher_source` are importable from here as before, but are
+the trainer's and the offline runs' own (not in `__all__`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 from .base import TeacherHidden, TeacherSetupError, TeacherSource, TeacherTargets, TeacherTopK, TeacherTypeError
 from .cached_topk import CachedTopKTeacher
-from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model
+from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model  # noqa: F401 (see above)
 from .served import ServedTeacher
 
 __all__ = [
@@ -25,9 +28,6 @@ __all__ = [
     "TeacherTargets",
     "TeacherTopK",
     "TeacherTypeError",
-    "align_vocabularies",
-    "load_teacher_model",
-    "resolve_teacher_source",
 ]
 
 

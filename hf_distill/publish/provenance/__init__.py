@@ -2,42 +2,24 @@
 commits, or content hashes; licences as read at that revision), how it was trained, on what, and the hashes of the
 weights, collected once at save time and written as `distillation_provenance.json`."""
 
+# Names marked F401 are the package's own helpers: importable here as before, not in `__all__`.
 from .collect import (
     collect_provenance,
-    environment_info,
-    non_default_config,
-    provenance_sources,
-    tokenizer_hashes,
-    weight_file_hashes,
+    environment_info,  # noqa: F401
+    non_default_config,  # noqa: F401
+    provenance_sources,  # noqa: F401
+    tokenizer_hashes,  # noqa: F401
+    weight_file_hashes,  # noqa: F401
 )
 from .record import PROVENANCE_FILE, DatasetRecord, Provenance, ProvenanceError, SourceRecord
 from .sources import (
-    LICENSE_FILE_NAMES,
-    cached_snapshot,
-    count_tokens,
-    dataset_record,
-    is_hub_id,
-    model_record,
-    remember_local_source,
+    LICENSE_FILE_NAMES,  # noqa: F401
+    cached_snapshot,  # noqa: F401
+    count_tokens,  # noqa: F401
+    dataset_record,  # noqa: F401
+    is_hub_id,  # noqa: F401
+    model_record,  # noqa: F401
+    remember_local_source,  # noqa: F401
 )
 
-__all__ = [
-    "LICENSE_FILE_NAMES",
-    "PROVENANCE_FILE",
-    "DatasetRecord",
-    "Provenance",
-    "ProvenanceError",
-    "SourceRecord",
-    "cached_snapshot",
-    "collect_provenance",
-    "count_tokens",
-    "dataset_record",
-    "environment_info",
-    "is_hub_id",
-    "model_record",
-    "non_default_config",
-    "remember_local_source",
-    "provenance_sources",
-    "tokenizer_hashes",
-    "weight_file_hashes",
-]
+__all__ = ["PROVENANCE_FILE", "DatasetRecord", "Provenance", "ProvenanceError", "SourceRecord", "collect_provenance"]
