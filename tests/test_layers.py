@@ -263,6 +263,26 @@ def test_the_contributing_diagram_names_every_package_and_module():
     assert not missing, f"CONTRIBUTING.md's layer diagram misses {missing}"
 
 
+def test_the_contributing_module_list_matches_the_tree():
+    import re
+
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = text.split("The modules of each package", 1)[1].split("\n\n", 2)[1]
+    listed = {}
+    for item in re.split(r"\n(?=- )", section.strip()):
+        package, names = re.fullmatch(r"- `(hf_distill/[\w/]*)`:(.*)", item.replace("\n", " ")).groups()
+        listed[package] = set(re.findall(r"`(\w+)`", names))
+    tree: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        names = tree.setdefault(path.parent.relative_to(ROOT).as_posix() + "/", set())
+        names |= {path.stem} - {"__init__"}
+    assert len(tree) > 10 and listed == tree, {
+        package: {"not listed": sorted(tree.get(package, set()) - names),
+                  "not in the tree": sorted(names - tree.get(package, set()))}
+        for package, names in {**tree, **listed}.items() if listed.get(package) != tree.get(package)
+    }
+
+
 def _packages() -> list[str]:
     return sorted(name for name, path in _modules().items() if path.name == "__init__.py")
 
