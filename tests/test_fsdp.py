@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.distributed import free_port, two_process_launcher
+from tests.distributed import DEEPSPEED_SKIP_REASON, deepspeed_missing, free_port, two_process_launcher
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = ["-m", "tests.scripts.fsdp_train", "--max-steps", "3"]
@@ -38,18 +38,9 @@ def _run(command: list[str], output_dir: Path) -> dict:
     return result
 
 
-def _deepspeed_missing() -> bool:
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
 ENGINES = [
     "fsdp2",
-    pytest.param("zero3", marks=pytest.mark.skipif(_deepspeed_missing(), reason="DeepSpeed is not installed "
-                                                                                 "(pip install deepspeed)")),
+    pytest.param("zero3", marks=pytest.mark.skipif(deepspeed_missing(), reason=DEEPSPEED_SKIP_REASON)),
 ]
 
 
@@ -112,7 +103,7 @@ def test_sharded_saved_student_loads_and_matches_one_process(runs):
 def test_zero3_partitioned_heads_count_their_real_rows(tmp_path):
     """ZeRO-3 partitions every parameter to an empty tensor (`shape[0] == 0`) and keeps the real shape in `ds_shape`:
     the heads must count the real rows, or a teacher with the student's own tokenizer is refused ("0 rows")."""
-    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
+    pytest.importorskip("deepspeed", reason=DEEPSPEED_SKIP_REASON)
     output = tmp_path / "rows.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(free_port())}
     completed = subprocess.run([sys.executable, "-m", "tests.scripts.fsdp_zero3_rows", str(output)], cwd=REPO,

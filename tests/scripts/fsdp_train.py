@@ -13,7 +13,7 @@ import os
 import time
 
 import torch
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 from safetensors.torch import save_file
 from transformers import TrainerCallback
@@ -59,6 +59,7 @@ def allow_deepspeed_on_cpu() -> None:
             deepspeed_plugin.set_mixed_precision("no")
             deepspeed_plugin.select(_from_accelerator_state=True)
             self.deepspeed_plugins = deepspeed_plugin
+            PartialState._shared_state["distributed_type"] = self.distributed_type  # as accelerate's own init does
 
     AcceleratorState.__init__ = init
 
@@ -73,6 +74,7 @@ def allow_fsdp_on_cpu() -> None:
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
             self.fsdp_plugin = fsdp_plugin
+            PartialState._shared_state["distributed_type"] = self.distributed_type  # as accelerate's own init does
 
     AcceleratorState.__init__ = init
 
