@@ -20,8 +20,8 @@ def two_process_launcher() -> list[str]:
             "--master_port", str(free_port())]
 
 
-# DeepSpeed is in no extra that a plain `pip install -e ".[dev]"` installs; without it the ZeRO-3 tests skip.
-DEEPSPEED_SKIP_REASON = "DeepSpeed is not installed (pip install deepspeed)"
+# DeepSpeed comes with the `dev` and `deepspeed` extras; an install without them skips the ZeRO-3 tests.
+DEEPSPEED_SKIP_REASON = 'DeepSpeed is not installed: python -m pip install -e ".[deepspeed]" (the dev extra has it)'
 
 
 def deepspeed_missing() -> bool:
