@@ -15,18 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from accelerate import Accelerator
-
-from tests.scripts.fsdp_train import allow_deepspeed_on_cpu, allow_fsdp_on_cpu, full_state_dict_on_cpu
-
-
-def _gather_fsdp2_state_dict_on_cpu() -> None:
-    original = Accelerator.get_state_dict
-
-    def get_state_dict(self, model, unwrap=True):
-        return full_state_dict_on_cpu(model) if self.is_fsdp2 else original(self, model, unwrap)
-
-    Accelerator.get_state_dict = get_state_dict
+from tests.scripts.fsdp_train import allow_deepspeed_on_cpu, allow_fsdp_on_cpu, gather_fsdp2_state_dict_on_cpu
 
 
 def _load_script(path: str):
@@ -42,7 +31,7 @@ def main():
     assert separator == "--", "usage: launch_example SCRIPT RECORD_JSON -- SCRIPT_ARGS..."
     if os.environ.get("ACCELERATE_USE_FSDP") == "true":
         allow_fsdp_on_cpu()
-        _gather_fsdp2_state_dict_on_cpu()
+        gather_fsdp2_state_dict_on_cpu()
     if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
         allow_deepspeed_on_cpu()
     trainer = _load_script(script).main(script_args)

@@ -7,6 +7,7 @@ from .collect import (
     environment_info,
     non_default_config,
     provenance_sources,
+    sources_gather_the_teacher,
     tokenizer_hashes,
     weight_file_hashes,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "non_default_config",
     "remember_local_source",
     "provenance_sources",
+    "sources_gather_the_teacher",
     "tokenizer_hashes",
     "weight_file_hashes",
 ]
