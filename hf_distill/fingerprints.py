@@ -94,17 +94,23 @@ def model_sha256(model: nn.Module) -> str:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    """Whether `model`'s parameters are FSDP2 shards (`DTensor`) or DeepSpeed ZeRO-3 partitions."""
-    return any(hasattr(p, "ds_id") or hasattr(p, "full_tensor") for p in unwrap_model(model).parameters())
+    """Whether `model` is sharded by FSDP2 (a `fully_shard` unit in it) or partitioned by DeepSpeed ZeRO-3. Asked of
+    the modules, not of the parameters: a unit gathered for the loss holds plain tensors until its next forward."""
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = unwrap_model(model)
+    return any(isinstance(module, FSDPModule) for module in inner.modules()) or any(
+        hasattr(p, "ds_id") for p in inner.parameters()
+    )
 
 
 def _full_tensor(tensor: torch.Tensor, partitioned: nn.Parameter | None) -> torch.Tensor:
     """The whole of `tensor`: ZeRO-3's partition gathered (`partitioned` is its parameter, whose state-dict entry is
     an empty tensor), an FSDP2 `DTensor` all-gathered, anything else as it is."""
     if partitioned is not None:
-        from deepspeed.zero import GatheredParameters
+        import deepspeed
 
-        with GatheredParameters([partitioned]):
+        with deepspeed.zero.GatheredParameters([partitioned]):
             return partitioned.data.detach().clone()
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 

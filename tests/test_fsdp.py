@@ -19,7 +19,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from hf_distill.fingerprints import model_sha256
+from tests import tiny
 from tests.distributed import DEEPSPEED_SKIP_REASON, deepspeed_missing, free_port, two_process_launcher
+from tests.scripts.fsdp_train import TEACHER
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = ["-m", "tests.scripts.fsdp_train", "--max-steps", "3"]
@@ -85,8 +88,9 @@ def resumed(runs, tmp_path_factory):
     _, two, engine = runs
     checkpoint = two["output_dir"] / f"checkpoint-{SAVE_STEPS}"
     output_dir = tmp_path_factory.mktemp(f"{engine}-resumed") / "two"
+    # The teacher in memory this time (the folder's weights): its provenance hash is computed from its shards.
     return _run([*two_process_launcher(), *SCRIPT, "--per-device-batch-size", "2", "--resume", str(checkpoint),
-                 *ENGINE_FLAGS[engine]], output_dir)
+                 "--in-memory-teacher", *ENGINE_FLAGS[engine]], output_dir)
 
 
 @pytest.mark.slow
@@ -166,3 +170,15 @@ def test_resume_from_engine_checkpoint_runs_the_remaining_steps_and_ends_equal(r
     for name, weight in uninterrupted.items():
         torch.testing.assert_close(after_resume[name], weight, atol=ATOL, rtol=0, msg=name)
     torch.testing.assert_close(resumed["logits"]["logits"], two["logits"]["logits"], atol=ATOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_sharded_in_memory_teacher_hashes_like_the_same_unsharded_teacher(runs, resumed):
+    """Provenance names an in-memory teacher by a hash of its weights: under FSDP2 / ZeRO-3 the trainer's teacher is
+    sharded (DTensors, empty partitions), and the hash must be that of the full weights, as for one process."""
+    _, two, _ = runs
+    assert two["teacher_record"]["kind"] == "local"  # the uninterrupted runs load it from a folder
+    record = resumed["teacher_record"]
+    assert record["kind"] == "in-memory"
+    unsharded = tiny.ModelFactory(tiny.build_tokenizer())(**TEACHER)
+    assert record["content_sha256"] == model_sha256(unsharded)

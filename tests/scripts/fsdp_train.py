@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -22,6 +23,7 @@ from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.publish.provenance import PROVENANCE_FILE
 from tests import tiny
 
 # FSDP2 as examples/accelerate/fsdp2.yaml sets it (transformer-layer units, resharded after forward, full state dict
@@ -115,6 +117,9 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
+# The teacher's architecture, size and seed (`tiny.ModelFactory` arguments), as a folder or in memory.
+TEACHER = {"arch": "qwen2", "hidden": 48, "seed": 2}
+
 # Token ids the trained in-memory student is run on (any 100 ids of the tiny tokenizer's vocabulary).
 LOGIT_INPUTS = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
 
@@ -165,6 +170,7 @@ def main():
                         choices=["FULL_STATE_DICT", "SHARDED_STATE_DICT"])
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every K steps (0: no checkpoints)")
     parser.add_argument("--resume", help="a checkpoint folder to resume from")
+    parser.add_argument("--in-memory-teacher", action="store_true", help="pass the teacher as a model, not a folder")
     parser.add_argument("--cuda", action="store_true", help="run on the GPUs (NCCL) instead of the CPU")
     cli = parser.parse_args()
 
@@ -177,11 +183,14 @@ def main():
     factory = tiny.ModelFactory(tokenizer)
     student = factory("llama", seed=1)
     initial_head = student.lm_head.weight.detach().clone()
-    teacher_path = f"{cli.output_dir}/teacher"
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        factory.save(teacher_path, "qwen2", hidden=48, seed=2)
-    if torch.distributed.is_torchelastic_launched():  # the other rank waits for the folder
-        _wait_for(f"{teacher_path}/tokenizer_config.json")  # written last
+    if cli.in_memory_teacher:  # provenance then hashes the teacher's (sharded) weights
+        teacher = factory(**TEACHER)
+    else:  # a saved teacher: provenance records it by path; ZeRO-3 partitions it while it loads
+        teacher = f"{cli.output_dir}/teacher"
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            factory.save(teacher, **TEACHER)
+        if torch.distributed.is_torchelastic_launched():  # the other rank waits for the folder
+            _wait_for(f"{teacher}/tokenizer_config.json")  # written last
     args = DistillationConfig(
         output_dir=cli.output_dir, report_to="none", max_steps=cli.max_steps,
         save_strategy="steps" if cli.save_steps else "no", save_steps=cli.save_steps or 500,
@@ -203,8 +212,7 @@ def main():
     gradients, executed = FirstStepGradients(), ExecutedSteps()
     trainer = DistillationTrainer(
         model=student,
-        # A saved teacher: provenance records it by path (hashing an in-memory sharded teacher is not supported).
-        teacher_model=teacher_path,
+        teacher_model=teacher,
         args=args,
         train_dataset=tiny.prompt_completion_dataset(32, seed=5),
         processing_class=tokenizer,
@@ -223,6 +231,7 @@ def main():
             "steps": [entry["step"] for entry in logs],
             "losses": [entry["loss"] for entry in logs],
             "kd_losses": [entry["kd_loss"] for entry in logs],
+            "teacher_record": json.loads(Path(f"{cli.output_dir}/student/{PROVENANCE_FILE}").read_text())["teacher"],
         }
         with open(f"{cli.output_dir}/result.json", "w") as handle:
             json.dump(record, handle)
