@@ -4,6 +4,7 @@ with tiny local models. (The other recipes run through their scripts' `main()` i
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,31 +69,70 @@ def _script_args(recipe: str, assets, output_dir: Path) -> list[str]:
     )
 
 
+def _launch(config: Path, recipe: str, assets, tmp_path: Path, *launch_args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *launch_args,
+        "-m", "tests.scripts.launch_example", str(EXAMPLES / "logit_distillation.py"), str(tmp_path / "record.json"),
+        "--", *_script_args(recipe, assets, tmp_path / "student"),
+    ]
+
+
+def _check_trained(tmp_path: Path, assets, engine: str, teacher_engine: str) -> dict:
+    """The run's record: 2 processes under `engine`, 2 steps, finite losses; its saved folder loads with plain
+    from_pretrained, its lm_head trained, and provenance names the teacher folder."""
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert (record["distributed_type"], record["num_processes"], record["global_step"]) == (engine, 2, 2)
+    assert record["teacher_engine"] == teacher_engine
+    assert len(record["losses"]) == 2 and all(torch.isfinite(torch.tensor(record["losses"])))
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "student", dtype=torch.float32)
+    initial = AutoModelForCausalLM.from_pretrained(assets["student"], dtype=torch.float32)
+    assert (student.lm_head.weight - initial.lm_head.weight).abs().max() > 1e-3
+    provenance = json.loads((tmp_path / "student" / "distillation_provenance.json").read_text())
+    assert provenance["teacher"]["kind"] == "local" and provenance["teacher"]["name"] == "teacher"
+    return record
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
 @pytest.mark.parametrize("config", [_param(name) for name in LAUNCHES])
 def test_accelerate_config_launches_the_example(config, tiny_assets, tmp_path):
     recipe, engine, teacher_engine = LAUNCHES[config]
-    output_dir, record_path = tmp_path / "student", tmp_path / "record.json"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(cpu_variant(EXAMPLES / "accelerate" / config, tmp_path)),
-        "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
-        "-m", "tests.scripts.launch_example", str(EXAMPLES / "logit_distillation.py"), str(record_path), "--",
-        *_script_args(recipe, tiny_assets, output_dir),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    command = _launch(cpu_variant(EXAMPLES / "accelerate" / config, tmp_path), recipe, tiny_assets, tmp_path,
+                      "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()))
+    completed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-
-    record = json.loads(record_path.read_text())
-    assert (record["distributed_type"], record["num_processes"], record["global_step"]) == (engine, 2, 2)
-    assert record["teacher_engine"] == teacher_engine
+    record = _check_trained(tmp_path, tiny_assets, engine, teacher_engine)
     assert record["fsdp_version"] == (2 if config == "fsdp2.yaml" else None)
     assert record["zero_stage"] == (3 if config == "deepspeed_zero3.yaml" else None)
-    assert len(record["losses"]) == 2 and all(torch.isfinite(torch.tensor(record["losses"])))
 
-    # The saved folder loads with plain from_pretrained, and its lm_head trained under the engine.
-    student = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
-    initial = AutoModelForCausalLM.from_pretrained(tiny_assets["student"], dtype=torch.float32)
-    assert (student.lm_head.weight - initial.lm_head.weight).abs().max() > 1e-3
-    provenance = json.loads((output_dir / "distillation_provenance.json").read_text())
-    assert provenance["teacher"]["kind"] == "local" and provenance["teacher"]["name"] == "teacher"
+
+@pytest.mark.slow
+def test_documented_two_node_launch(tiny_assets, tmp_path):
+    """docs/scaling.md's two-node FSDP2 launch, both "nodes" on this machine: its YAML keys over fsdp2.yaml, the CPU
+    overrides, one process per node (so `--num_processes 2` where the doc has 16), the main node at 127.0.0.1. Each
+    node runs the documented command with its own `--machine_rank`."""
+    doc = (REPO / "docs" / "scaling.md").read_text()
+    documented = re.search(r"accelerate launch --config_file fsdp2_2nodes.yaml(.*?)examples/", doc, re.S).group(1)
+    flags = re.findall(r"--(\w+)", documented)
+    assert flags == ["num_machines", "num_processes", "machine_rank", "main_process_ip", "main_process_port"]
+    keys = yaml.safe_load(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
+    port = free_port()
+    shipped = yaml.safe_load((EXAMPLES / "accelerate" / "fsdp2.yaml").read_text())
+    config = tmp_path / "fsdp2_2nodes.yaml"
+    config.write_text(yaml.safe_dump({**shipped, **keys, **CPU_OVERRIDES, "main_process_ip": "127.0.0.1",
+                                      "main_process_port": port}))
+    values = {"num_machines": "2", "num_processes": "2", "main_process_ip": "127.0.0.1",
+              "main_process_port": str(port)}  # and `--machine_rank` 0 or 1
+    nodes = [
+        subprocess.Popen(
+            _launch(config, LAUNCHES["fsdp2.yaml"][0], tiny_assets, tmp_path,
+                    *[item for flag in flags for item in (f"--{flag}", values.get(flag, str(rank)))]),
+            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        out, err = node.communicate(timeout=600)
+        assert node.returncode == 0, out[-2000:] + err[-4000:]
+    _check_trained(tmp_path, tiny_assets, "FSDP", LAUNCHES["fsdp2.yaml"][2])
