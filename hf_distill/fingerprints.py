@@ -25,6 +25,7 @@ __all__ = [
     "chat_template_hash",
     "file_sha256",
     "folder_sha256",
+    "is_sharded",
     "model_sha256",
     "path_provenance",
     "teacher_provenance",
@@ -76,13 +77,42 @@ def tree_sha256(folder: str | os.PathLike) -> str:
 
 
 def model_sha256(model: nn.Module) -> str:
-    """SHA-256 over the parameter names and raw bytes of an in-memory model (one with no folder to hash)."""
+    """SHA-256 over the parameter names and raw bytes of an in-memory model (one with no folder to hash).
+
+    A sharded model (FSDP2 `DTensor`s, DeepSpeed ZeRO-3 partitions) is hashed over its full tensors, gathered one at
+    a time, so it hashes like the same model unsharded. The gathers are collectives: then every process of the run
+    must call this, in the same order ([`is_sharded`] says when).
+    """
+    inner = unwrap_model(model)
+    partitioned = {name: p for name, p in inner.named_parameters(remove_duplicate=False) if hasattr(p, "ds_id")}
     digest = hashlib.sha256()
-    for name, tensor in sorted(unwrap_model(model).state_dict().items()):
+    for name, tensor in sorted(inner.state_dict().items()):
         digest.update(name.encode())
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        flat = _full_tensor(tensor, partitioned.get(name)).detach().to("cpu").contiguous().reshape(-1)
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether `model` is sharded by FSDP2 (a `fully_shard` unit in it) or partitioned by DeepSpeed ZeRO-3. Asked of
+    the modules, not of the parameters: a unit gathered for the loss holds plain tensors until its next forward."""
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = unwrap_model(model)
+    return any(isinstance(module, FSDPModule) for module in inner.modules()) or any(
+        hasattr(p, "ds_id") for p in inner.parameters()
+    )
+
+
+def _full_tensor(tensor: torch.Tensor, partitioned: nn.Parameter | None) -> torch.Tensor:
+    """The whole of `tensor`: ZeRO-3's partition gathered (`partitioned` is its parameter, whose state-dict entry is
+    an empty tensor), an FSDP2 `DTensor` all-gathered, anything else as it is."""
+    if partitioned is not None:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([partitioned]):
+            return partitioned.data.detach().clone()
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 def tokenizer_hash(tokenizer) -> str:

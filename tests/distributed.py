@@ -18,3 +18,15 @@ def two_process_launcher() -> list[str]:
     """The command prefix that runs a script or `-m module` in 2 processes on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
             "--master_port", str(free_port())]
+
+
+# DeepSpeed comes with the `dev` and `deepspeed` extras; an install without them skips the ZeRO-3 tests.
+DEEPSPEED_SKIP_REASON = 'DeepSpeed is not installed: python -m pip install -e ".[deepspeed]" (the dev extra has it)'
+
+
+def deepspeed_missing() -> bool:
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        return True
+    return False

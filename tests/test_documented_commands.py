@@ -33,7 +33,8 @@ _COMMAND_START = re.compile(r"^(python |hf-distill |torchrun |accelerate |pip |u
 NOT_RUN = [
     (r"pip install", "installs packages (the test runs in the installed environment)"),
     (r"<[^>]+>", "a placeholder (`<recipe>`) the reader fills in"),
-    (r"^accelerate launch", "several GPUs (DDP, FSDP2, ZeRO-3); test_examples.py loads the accelerate configs"),
+    (r"^accelerate launch", "several GPUs (DDP, FSDP2, ZeRO-3): tests/test_launch_examples.py launches each config "
+     "of examples/accelerate/ (CPU variant, 2 processes) and docs/scaling.md's two-node command on one machine"),
     (r"^hf-distill quickstart", "the quickstart is run by tests/test_quickstart.py"),
     (r"^hf-distill benchmark .*--trust", "needs a trained student and teacher folder: "
      "tests/test_trust_push_cli.py runs `hf-distill benchmark --trust` on tiny saved models"),

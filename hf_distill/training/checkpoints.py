@@ -8,17 +8,22 @@ The files written before it (weights, then `optimizer.json`/`.safetensors`, `sch
 `rng_state*.json`/`.safetensors` of [`hf_distill.checkpoint_state`]) are each replaced atomically, so a folder with
 `trainer_state.json` holds them whole. (Processes other than the first write their `rng_state_{rank}` files without
 waiting for it; a folder missing one resumes with that process's RNG unrestored, as transformers does.)
+
+Under FSDP with `SHARDED_STATE_DICT`, checkpoints hold the engine's sharded files (resuming reads them), and
+transformers' `save_model` writes no weights at all; the final save gathers a full state dict instead, so the output
+folder loads with plain `from_pretrained` ([`full_state_dict_for_final_save`]).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_complete_checkpoint", "last_complete_checkpoint"]
+__all__ = ["full_state_dict_for_final_save", "is_complete_checkpoint", "last_complete_checkpoint"]
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _TRAINER_STATE = "trainer_state.json"
@@ -41,3 +46,22 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             return path
         logger.warning("Skipping %s: its save did not finish (no %s).", path, _TRAINER_STATE)
     return None
+
+
+@contextlib.contextmanager
+def full_state_dict_for_final_save(trainer, *, internal: bool):
+    """Within this block, a final `save_model` (`internal=False`) of an FSDP trainer set to a sharded state dict saves
+    the full one: transformers saves weights only when the plugin's type is `FULL_STATE_DICT`, and
+    `Accelerator.get_state_dict` always gathers the full state dict (on CPU, rank 0 holding it). Checkpoints
+    (`internal=True`) and every other engine are left as they are."""
+    plugin = trainer.accelerator.state.fsdp_plugin if getattr(trainer, "is_fsdp_enabled", False) else None
+    if internal or plugin is None or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        yield
+        return
+    from torch.distributed.fsdp import StateDictType
+
+    sharded, plugin.state_dict_type = plugin.state_dict_type, StateDictType.FULL_STATE_DICT
+    try:
+        yield
+    finally:
+        plugin.state_dict_type = sharded

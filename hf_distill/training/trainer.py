@@ -21,12 +21,13 @@ from ..gguf import gguf_file_of, load_gguf_student
 from ..heads import OutputHead, final_hidden_states, live_head, unwrap_model
 from ..losses.terms import LossSettings
 from ..publish.card import build_model_card
-from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources
+from ..publish.provenance import collect_provenance, is_hub_id, provenance_sources, sources_gather_the_teacher
 from ..publish.repo import PushError
 from ..publish.student import push_student
 from ..safe_loading import check_safetensors_weights, safe_init_kwargs
 from ..teachers import TeacherSource, resolve_teacher_source
 from .checkpointing import CheckpointingMixin
+from .checkpoints import full_state_dict_for_final_save
 from .collator import DistillationCollator
 from .config import DistillationConfig, NotADistillationConfigError, reject_config_fields_in_trainer_kwargs
 from .preflight import check_before_loading
@@ -312,7 +313,14 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
 
     # -- model card and push (card/push issue) ----------------------------------------------------------------------
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # Under FSDP's SHARDED_STATE_DICT transformers writes no weights; the final save is a from_pretrained folder.
+        with full_state_dict_for_final_save(self, internal=_internal_call):
+            super().save_model(output_dir, _internal_call=_internal_call)
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        if getattr(self, "_provenance_sources", None) is None and sources_gather_the_teacher(self):
+            self._provenance_sources = provenance_sources(self)  # on every process: it gathers the teacher's shards
         super()._save(output_dir, state_dict=state_dict)  # CheckpointingMixin: the weights and training_args.json
         if self.args.should_save:  # after the weights, whose hashes it records
             self.collect_provenance(output_dir or self.args.output_dir).save(output_dir or self.args.output_dir)

@@ -8,6 +8,7 @@ from .collect import (
     environment_info,  # noqa: F401
     non_default_config,  # noqa: F401
     provenance_sources,  # noqa: F401
+    sources_gather_the_teacher,  # noqa: F401
     tokenizer_hashes,  # noqa: F401
     weight_file_hashes,  # noqa: F401
 )

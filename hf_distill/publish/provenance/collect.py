@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..._version import __version__
-from ...fingerprints import chat_template_hash, file_sha256, tokenizer_hash
+from ...fingerprints import chat_template_hash, file_sha256, is_sharded, tokenizer_hash
 from ...heads import unwrap_model
 from ...safe_loading import WEIGHT_FILE_PATTERNS
 from ...teachers import TeacherSource
@@ -30,6 +30,7 @@ __all__ = [
     "environment_info",
     "non_default_config",
     "provenance_sources",
+    "sources_gather_the_teacher",
     "tokenizer_hashes",
     "weight_file_hashes",
 ]
@@ -169,6 +170,17 @@ def provenance_sources(trainer: Any) -> tuple[SourceRecord | None, SourceRecord 
     elif eval_sets is not None:
         datasets.append(dataset_record(eval_sets, "eval", scan_source=raw_eval))
     return teacher, base, datasets
+
+
+def sources_gather_the_teacher(trainer: Any) -> bool:
+    """Whether [`provenance_sources`] hashes a sharded in-memory teacher (FSDP2 or ZeRO-3, no folder or Hub id to
+    name it by): its shards are then gathered, a collective, and every process must resolve the sources together."""
+    teacher = getattr(trainer, "teacher", None)
+    model = getattr(teacher, "model", None)
+    source = getattr(teacher, "source", None) or getattr(trainer.args, "teacher_model_name_or_path", None)
+    if model is None or isinstance(source, (str, os.PathLike)) or not is_sharded(model):
+        return False
+    return not getattr(unwrap_model(model), "name_or_path", "")
 
 
 def _teacher_record(trainer: Any) -> SourceRecord | None:
