@@ -59,29 +59,30 @@ def cpu_variant(config: Path, folder: Path) -> Path:
     return path
 
 
-def _script_args(recipe: str, assets, output_dir: Path) -> list[str]:
+def _script_args(recipe: str, assets, output_dir: Path, *, cpu: bool = True) -> list[str]:
     """The recipe with the model ids replaced by tiny folders (`tests/test_examples.py`'s overrides: data, steps and
-    sizes), a learning rate that moves the weights in 2 steps, and `--use_cpu` (accelerate's multi-process launcher
-    hands the config's `use_cpu` to the script only on its single-process path)."""
+    sizes), a learning rate that moves the weights in 2 steps, and on CPU `--use_cpu` (accelerate's multi-process
+    launcher hands the config's `use_cpu` to the script only on its single-process path)."""
     return _smoke_args(
         recipe, assets, output_dir, teacher_model_name_or_path=assets["teacher"], learning_rate="1e-2",
-        warmup_steps="0", logging_steps="1", benchmark_max_samples="2", benchmark_max_new_tokens="4", use_cpu="true",
+        warmup_steps="0", logging_steps="1", benchmark_max_samples="2", benchmark_max_new_tokens="4",
+        **({"use_cpu": "true"} if cpu else {}),
     )
 
 
-def _launch(config: Path, recipe: str, assets, tmp_path: Path, *launch_args: str) -> list[str]:
+def _launch(config: Path, recipe: str, assets, tmp_path: Path, *launch_args: str, cpu: bool = True) -> list[str]:
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *launch_args,
         "-m", "tests.scripts.launch_example", str(EXAMPLES / "logit_distillation.py"), str(tmp_path / "record.json"),
-        "--", *_script_args(recipe, assets, tmp_path / "student"),
+        "--", *_script_args(recipe, assets, tmp_path / "student", cpu=cpu),
     ]
 
 
-def _check_trained(tmp_path: Path, assets, engine: str, teacher_engine: str) -> dict:
-    """The run's record: 2 processes under `engine`, 2 steps, finite losses; its saved folder loads with plain
-    from_pretrained, its lm_head trained, and provenance names the teacher folder."""
+def _check_trained(tmp_path: Path, assets, engine: str, teacher_engine: str, processes: int = 2) -> dict:
+    """The run's record: `processes` processes under `engine`, 2 steps, finite losses; its saved folder loads with
+    plain from_pretrained, its lm_head trained, and provenance names the teacher folder."""
     record = json.loads((tmp_path / "record.json").read_text())
-    assert (record["distributed_type"], record["num_processes"], record["global_step"]) == (engine, 2, 2)
+    assert (record["distributed_type"], record["num_processes"], record["global_step"]) == (engine, processes, 2)
     assert record["teacher_engine"] == teacher_engine
     assert len(record["losses"]) == 2 and all(torch.isfinite(torch.tensor(record["losses"])))
     student = AutoModelForCausalLM.from_pretrained(tmp_path / "student", dtype=torch.float32)
@@ -105,6 +106,31 @@ def test_accelerate_config_launches_the_example(config, tiny_assets, tmp_path):
     record = _check_trained(tmp_path, tiny_assets, engine, teacher_engine)
     assert record["fsdp_version"] == (2 if config == "fsdp2.yaml" else None)
     assert record["zero_stage"] == (3 if config == "deepspeed_zero3.yaml" else None)
+
+
+GPUS = torch.cuda.device_count()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPUS == 0, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("config", [
+    pytest.param(name, marks=pytest.mark.skipif(name == "deepspeed_zero3.yaml" and deepspeed_missing(),
+                                                reason=DEEPSPEED_SKIP_REASON))
+    for name in ("fsdp2.yaml", "deepspeed_zero3.yaml")
+])
+def test_accelerate_config_launches_the_example_on_gpus(config, tiny_assets, tmp_path):
+    """The shipped config on the GPUs present, as shipped (bf16, NCCL) but for `num_processes` (the config's 8 GPUs
+    are rarely all here). DDP needs 2 GPUs to be more than a plain run, so it is the CPU test's."""
+    recipe, engine, teacher_engine = LAUNCHES[config]
+    shipped = yaml.safe_load((EXAMPLES / "accelerate" / config).read_text())
+    variant = tmp_path / f"gpu-{config}"
+    variant.write_text(yaml.safe_dump({**shipped, "num_processes": GPUS}))
+    command = _launch(variant, recipe, tiny_assets, tmp_path, "--main_process_ip", "127.0.0.1",
+                      "--main_process_port", str(free_port()), cpu=False)
+    completed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    record = _check_trained(tmp_path, tiny_assets, engine, teacher_engine, processes=GPUS)
+    assert record["mixed_precision"] == "bf16"
 
 
 @pytest.mark.slow

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 from tests.scripts.fsdp_train import allow_deepspeed_on_cpu, allow_fsdp_on_cpu, gather_fsdp2_state_dict_on_cpu
 
 
@@ -29,10 +31,11 @@ def _load_script(path: str):
 def main():
     script, record_path, separator, *script_args = sys.argv[1:]
     assert separator == "--", "usage: launch_example SCRIPT RECORD_JSON -- SCRIPT_ARGS..."
-    if os.environ.get("ACCELERATE_USE_FSDP") == "true":
+    on_cpu = not torch.cuda.is_available()  # on GPUs accelerate sets the engines up itself
+    if on_cpu and os.environ.get("ACCELERATE_USE_FSDP") == "true":
         allow_fsdp_on_cpu()
         gather_fsdp2_state_dict_on_cpu()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
+    if on_cpu and os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
         allow_deepspeed_on_cpu()
     trainer = _load_script(script).main(script_args)
     if trainer.is_world_process_zero():
