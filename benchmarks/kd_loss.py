@@ -89,9 +89,10 @@ class _Floor:
 
         hs, ht, ws, wt = self.inputs
         rows = self.chunk or hs.shape[0]
-        if self.buffers is None:
-            self.buffers = [torch.empty(rows, ws.shape[0], dtype=torch.float32, device=hs.device) for _ in range(2)]
-            self.buffers += [torch.empty(hs.shape, device=hs.device), torch.empty(ws.shape, device=hs.device)]
+        if self.buffers is None:  # in the inputs' dtype: `out=` must match it (bf16 matmuls accumulate in fp32)
+            like = dict(dtype=hs.dtype, device=hs.device)
+            self.buffers = [torch.empty(rows, ws.shape[0], **like) for _ in range(2)]
+            self.buffers += [torch.empty(hs.shape, **like), torch.empty(ws.shape, **like)]
         student_logits, teacher_logits, grad_hidden, grad_weight = self.buffers
         with torch.no_grad():
             for start in range(0, hs.shape[0], rows):
