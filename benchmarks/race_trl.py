@@ -1,12 +1,15 @@
 """Race `DistillationTrainer` (online teacher, off-policy) against TRL's `GKDTrainer` with `lmbda=0` (its off-policy
 mode) on SmolLM2-135M-Instruct -> its half-depth `init_student` copy: same chat data, batch, sequence length,
 divergence (`jsd`, beta 0.5), temperature 1 and steps, one process each. Steps after the warm-up are timed: seconds
-per step, tokens/s, and peak RSS (CPU) or peak CUDA memory (GPU). Also timed: a TRL `SFTTrainer` step on the student
-alone and the teacher's forward pass (the floor a distillation step cannot beat), and the first-step losses of both
-trainers on the same tokens.
+per step (wall-clock and process CPU), tokens/s, and peak RSS (CPU) or peak CUDA memory (GPU). Also timed: a TRL
+`SFTTrainer` step on the student alone and the teacher's forward pass (the floor a distillation step cannot beat),
+and the first-step losses of both trainers. Each chat is the longest that fits `max_length`, so neither trainer
+truncates (they truncate from opposite ends) and both train on the same tokens: the JSON records a fingerprint of
+each trainer's first batch.
 
 Run:
-    python benchmarks/race_trl.py                                # CPU, real weights (fetched once into the cache)
+    OMP_NUM_THREADS=1 python benchmarks/race_trl.py --warmup 1 --steps 3
+        # CPU, real weights (fetched once into the cache), as committed; one thread on a shared machine
     python benchmarks/race_trl.py --smoke                        # 2 timed steps at batch 2 x 64 tokens
     python benchmarks/race_trl.py --device cuda --random_weights --tokenizer <folder>
         # GPU machine without a package index: SmolLM2's shapes from its config, random weights (no download); the

@@ -6,12 +6,15 @@
 - students: logit KD with the online teacher; KD from the cached top-k teacher (`cache_teacher_logits`); plain SFT
   on the teacher's completions (alpha 0);
 - each is benchmarked against the teacher on the held-out rows (KL to the teacher, top-1 agreement, CE on the
-  teacher's completions, exact match / token F1 / ROUGE-L against them, latency and size), pushed with its card to
-  the local Hub test server (`tests/hub_server.py`), and the card of the best (lowest held-out KL) is copied to
-  `model_cards/`.
+  teacher's completions, exact match / token F1 / ROUGE-L against them, latency and size) and pushed with its card to
+  the local Hub test server (`tests/hub_server.py`); the card of the best (lowest held-out KL), as the server holds
+  it, goes to `model_cards/examples/` and the provenance and report it was built from to
+  `benchmarks/results/real_model_card/` (`tests/test_example_card.py` rebuilds it from them).
 
-Run:
-    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 CPU cores; not yet timed)
+Run (on a shared machine, with OMP_NUM_THREADS=1: two threads per process wait on each other under load):
+    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 quiet CPU cores; not timed)
+    python benchmarks/real_model.py --set num_prompts=40 num_eval=8 completion_tokens=32 max_steps=24 max_length=128
+                                                    # the sizes of the committed results
     python benchmarks/real_model.py --smoke         # a few minutes: 8 prompts, 2 steps, short completions
 Writes benchmarks/results/real_model_cpu.json (…_smoke.json with --smoke).
 """
