@@ -1,12 +1,15 @@
 """Race `DistillationTrainer` (online teacher, off-policy) against TRL's `GKDTrainer` with `lmbda=0` (its off-policy
 mode) on SmolLM2-135M-Instruct -> its half-depth `init_student` copy: same chat data, batch, sequence length,
 divergence (`jsd`, beta 0.5), temperature 1 and steps, one process each. Steps after the warm-up are timed: seconds
-per step, tokens/s, and peak RSS (CPU) or peak CUDA memory (GPU). Also timed: a TRL `SFTTrainer` step on the student
-alone and the teacher's forward pass (the floor a distillation step cannot beat), and the first-step losses of both
-trainers on the same tokens.
+per step (wall-clock and process CPU), tokens/s, and peak RSS (CPU) or peak CUDA memory (GPU). Also timed: a TRL
+`SFTTrainer` step on the student alone and the teacher's forward pass (the floor a distillation step cannot beat),
+and the first-step losses of both trainers. Each chat is the longest that fits `max_length`, so neither trainer
+truncates (they truncate from opposite ends) and both train on the same tokens: the JSON records a fingerprint of
+each trainer's first batch.
 
 Run:
-    python benchmarks/race_trl.py                                # CPU, real weights (fetched once into the cache)
+    OMP_NUM_THREADS=1 python benchmarks/race_trl.py --warmup 1 --steps 3
+        # CPU, real weights (fetched once into the cache), as committed; one thread on a shared machine
     python benchmarks/race_trl.py --smoke                        # 2 timed steps at batch 2 x 64 tokens
     python benchmarks/race_trl.py --device cuda --random_weights --tokenizer <folder>
         # GPU machine without a package index: SmolLM2's shapes from its config, random weights (no download); the
@@ -38,16 +41,47 @@ SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=
 
 
 def _answer(prompt: str, num_words: int) -> str:
-    """A deterministic assistant turn long enough to fill the sequence length (the race times steps, not text)."""
+    """A deterministic assistant turn (the race times steps, not text)."""
     words = ("the answer depends on several simple facts that we can check one at a time and then combine "
              + prompt.lower()).split()
     return " ".join(words[i % len(words)] for i in range(num_words)).capitalize() + "."
 
 
-def chat_rows(count: int, num_words: int) -> list[list[dict]]:
+def _fitted_chat(prompt: str, num_words: int, tokenizer, max_length: int) -> list[dict]:
+    """The longest chat of at most `num_words` answer words whose templated tokens fit `max_length`: nothing is
+    truncated, so both trainers train on the same tokens (TRL GKD's collator keeps the last `max_length` tokens,
+    ours the first: on longer rows they would see different tokens)."""
+    def chat(words):
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": _answer(prompt, words)}]
+
+    def fits(words):
+        return len(tokenizer.apply_chat_template(chat(words), tokenize=True, return_dict=False)) <= max_length
+
+    if not fits(1):
+        raise ValueError(f"--max_length {max_length} is too short for the prompt {prompt!r} and a one-word answer; "
+                         "raise --max_length.")
+    low, high = 1, num_words  # the longest word count that fits, by bisection (token count grows with words)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return chat(low)
+
+
+def chat_rows(count: int, num_words: int, tokenizer, max_length: int) -> list[list[dict]]:
     prompts = [json.loads(line)["prompt"][0]["content"] for line in PROMPTS.read_text().splitlines()]
-    return [[{"role": "user", "content": prompts[i % len(prompts)]},
-             {"role": "assistant", "content": _answer(prompts[i % len(prompts)], num_words)}] for i in range(count)]
+    return [_fitted_chat(prompts[i % len(prompts)], num_words, tokenizer, max_length) for i in range(count)]
+
+
+def batch_fingerprint(inputs) -> str:
+    """SHA-256 of each row's attended token ids and loss mask, independent of padding side and batch width: equal
+    fingerprints mean both trainers computed their first loss on the same tokens."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ids, attention, labels in zip(inputs["input_ids"], inputs["attention_mask"], inputs["labels"], strict=True):
+        kept = attention.bool()
+        digest.update(json.dumps([ids[kept].tolist(), (labels[kept] != -100).tolist()]).encode())
+    return digest.hexdigest()
 
 
 def load_models(args):
@@ -79,13 +113,15 @@ def _timed(trainer, device: str, record: dict):
     def step(model, inputs, *rest, **kwargs):
         if device == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = original(model, inputs, *rest, **kwargs)
         if device == "cuda":
             torch.cuda.synchronize()
         record["seconds"].append(time.perf_counter() - start)
+        record["cpu_seconds"].append(time.process_time() - cpu_start)
         record["tokens"].append(int(inputs["attention_mask"].sum()))
         record["losses"].append(float(loss))
+        record.setdefault("first_batch", batch_fingerprint(inputs))
         return loss
 
     trainer.training_step = step
@@ -125,19 +161,21 @@ def teacher_forward(args, teacher, tokenizer, rows) -> dict:
     import torch
 
     texts = [tokenizer.apply_chat_template(r, tokenize=False) for r in rows[: args.batch_size]]
-    batch = tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True,
+    batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                       max_length=args.max_length).to(args.device)
-    seconds = []
+    seconds, cpu_seconds = [], []
     with torch.no_grad():
         for _ in range(args.warmup + args.steps):
             if args.device == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             teacher(**batch)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds, "tokens": [int(batch["attention_mask"].sum())] * len(seconds), "losses": []}
+            cpu_seconds.append(time.process_time() - cpu_start)
+    tokens = [int(batch["attention_mask"].sum())] * len(seconds)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tokens": tokens, "losses": []}
 
 
 def worker(args) -> None:
@@ -145,11 +183,11 @@ def worker(args) -> None:
 
     torch.manual_seed(0)
     teacher, student, tokenizer = load_models(args)
-    rows = chat_rows(args.batch_size * (args.warmup + args.steps), args.answer_words)
+    rows = chat_rows(args.batch_size * (args.warmup + args.steps), args.answer_words, tokenizer, args.max_length)
     if args.worker == "teacher_forward":
         record = teacher_forward(args, teacher, tokenizer, rows)
     else:
-        record = {"seconds": [], "tokens": [], "losses": []}
+        record = {"seconds": [], "cpu_seconds": [], "tokens": [], "losses": []}
         trainer = build_trainer(args, teacher, student, tokenizer, rows)
         _timed(trainer, args.device, record)
         if args.device == "cuda":
@@ -160,8 +198,11 @@ def worker(args) -> None:
     tokens = statistics.median(record["tokens"][args.warmup:])
     worker_reply({
         "seconds_per_step": seconds, "all_seconds": record["seconds"], "tokens_per_step": tokens,
+        # process CPU seconds (all threads): steadier than wall-clock on a machine shared with other work
+        "cpu_seconds_per_step": statistics.median(record["cpu_seconds"][args.warmup:]),
+        "all_cpu_seconds": record["cpu_seconds"],
         "tokens_per_second": tokens / seconds, "first_step_loss": record["losses"][0] if record["losses"] else None,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "first_batch_fingerprint": record.get("first_batch"), "peak_rss_bytes": peak_rss_bytes(),
         "peak_cuda_bytes": torch.cuda.max_memory_allocated() if args.device == "cuda" else None,
     })
 
@@ -176,8 +217,12 @@ def summarise(results: dict, device: str) -> dict:
         "tokens_per_second_vs_trl_gkd": ours["tokens_per_second"] / gkd["tokens_per_second"],
         "peak_memory_vs_trl_gkd": ours[memory] / gkd[memory],
         "step_vs_sft_step_plus_teacher_forward": ours["seconds_per_step"] / floor,
+        "cpu_seconds_vs_trl_gkd": ours["cpu_seconds_per_step"] / gkd["cpu_seconds_per_step"],
+        "cpu_step_vs_sft_step_plus_teacher_forward": ours["cpu_seconds_per_step"] / (
+            results["trl_sft_student"]["cpu_seconds_per_step"] + results["teacher_forward"]["cpu_seconds_per_step"]),
         "first_step_loss_relative_difference": abs(ours["first_step_loss"] - gkd["first_step_loss"])
         / abs(gkd["first_step_loss"]),
+        "same_first_batch_tokens": ours["first_batch_fingerprint"] == gkd["first_batch_fingerprint"],
         "goals": {"tokens_per_second_vs_trl_gkd": ">= 3", "peak_memory_vs_trl_gkd": "<= 0.5",
                   "step_vs_sft_step_plus_teacher_forward": "<= 0.75",
                   "first_step_loss_relative_difference": "<= 1e-3"},
@@ -216,7 +261,7 @@ def main() -> None:
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["ratios"], indent=2))
     for name, result in results.items():
-        print(name, {k: v for k, v in result.items() if k != "all_seconds"})
+        print(name, {k: v for k, v in result.items() if not k.startswith("all_")})
 
 
 if __name__ == "__main__":

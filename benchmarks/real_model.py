@@ -6,12 +6,15 @@
 - students: logit KD with the online teacher; KD from the cached top-k teacher (`cache_teacher_logits`); plain SFT
   on the teacher's completions (alpha 0);
 - each is benchmarked against the teacher on the held-out rows (KL to the teacher, top-1 agreement, CE on the
-  teacher's completions, exact match / token F1 / ROUGE-L against them, latency and size), pushed with its card to
-  the local Hub test server (`tests/hub_server.py`), and the card of the best (lowest held-out KL) is copied to
-  `model_cards/`.
+  teacher's completions, exact match / token F1 / ROUGE-L against them, latency and size) and pushed with its card to
+  the local Hub test server (`tests/hub_server.py`); the card of the best (lowest held-out KL), as the server holds
+  it, goes to `model_cards/examples/` and the provenance and report it was built from to
+  `benchmarks/results/real_model_card/` (`tests/test_example_card.py` rebuilds it from them).
 
-Run:
-    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 CPU cores; not yet timed)
+Run (on a shared machine, with OMP_NUM_THREADS=1: two threads per process wait on each other under load):
+    python benchmarks/real_model.py                 # the full run (budget 30 minutes on 2 quiet CPU cores; not timed)
+    python benchmarks/real_model.py --set num_prompts=40 num_eval=8 completion_tokens=32 max_steps=24 max_length=128
+                                                    # the sizes of the committed results
     python benchmarks/real_model.py --smoke         # a few minutes: 8 prompts, 2 steps, short completions
 Writes benchmarks/results/real_model_cpu.json (…_smoke.json with --smoke).
 """
@@ -36,6 +39,7 @@ from bench_harness import machine_info  # noqa: E402
 
 PROMPTS = REPO / "benchmarks" / "data" / "prompts.jsonl"
 KINDS = ("online_kd", "cached_kd", "sft")
+TEACHER_NAME = "smollm2-135m-instruct"  # a key of tests.real_checkpoints.CHECKPOINTS
 
 
 @dataclass(frozen=True)
@@ -123,26 +127,64 @@ def measure(student: Path, teacher: Path, held_out, settings: Settings):
     return report
 
 
+PUSHED_FILES = ("README.md", "distillation_provenance.json", "benchmark/report.json")
+# A subfolder: the top-level model_cards/*.md ship in the wheel as card templates, the example does not.
+EXAMPLE_CARD = REPO / "model_cards" / "examples" / "smollm2-135m-instruct-half-depth.md"
+# What the example card was built from (the pushed provenance and report): tests/test_example_card.py rebuilds it.
+EXAMPLE_SOURCES = REPO / "benchmarks" / "results" / "real_model_card"
+
+
 def push_all(folders: dict[str, Path]) -> dict[str, str]:
     """Push each student with its card to a local Hub test server, from a child process whose `huggingface_hub`
-    reads the server's endpoint at import."""
+    reads the server's endpoint at import; the card, provenance and report are downloaded back from the server into
+    `<folder>/pushed/`. The teacher's licence (and the init's, a copy of its layers) is SmolLM2's, Apache-2.0: the
+    converted folder has no card to read it from."""
     from tests.hub_server import HubServer
+    from tests.real_checkpoints import CHECKPOINTS
 
     server = HubServer().start()
     try:
         env = {**os.environ, "HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
                "HF_TOKEN": server.token}
-        code = ("import sys; from hf_distill.hub import push_student; "
-                "print(push_student(sys.argv[1], sys.argv[2], dataset_licenses='cc0-1.0').commit_url)")
+        code = ("import sys; from huggingface_hub import hf_hub_download; from hf_distill.hub import push_student; "
+                "result = push_student(sys.argv[1], sys.argv[2], teacher_license=sys.argv[4], "
+                "base_license=sys.argv[4], dataset_licenses='cc0-1.0'); "
+                "[hf_hub_download(sys.argv[2], name, local_dir=sys.argv[3]) for name in sys.argv[5:]]; "
+                "print(result.commit_url)")
         urls = {}
         for kind, folder in folders.items():
             repo_id = f"tester/smollm2-{kind.replace('_', '-')}"
-            out = subprocess.run([sys.executable, "-c", code, str(folder), repo_id], env=env, check=True,
-                                 capture_output=True, text=True)
+            shutil.rmtree(folder / "pushed", ignore_errors=True)
+            out = subprocess.run([sys.executable, "-c", code, str(folder), repo_id, str(folder / "pushed"),
+                                  CHECKPOINTS[TEACHER_NAME].license, *PUSHED_FILES],
+                                 env=env, check=True, capture_output=True, text=True)
             urls[kind] = out.stdout.strip().splitlines()[-1]
         return urls
     finally:
         server.stop()
+
+
+def keep_example_card(best_folder: Path) -> None:
+    """The best student's card as the Hub server holds it, and the provenance and report it was built from."""
+    EXAMPLE_CARD.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best_folder / "pushed" / "README.md", EXAMPLE_CARD)
+    EXAMPLE_SOURCES.mkdir(parents=True, exist_ok=True)
+    for name in PUSHED_FILES[1:]:
+        shutil.copyfile(best_folder / "pushed" / name, EXAMPLE_SOURCES / Path(name).name)
+
+
+def _overlap(train, held_out) -> int:
+    """How many held-out prompts also occur among the training prompts (0: they were never trained on)."""
+    seen = {json.dumps(prompt, sort_keys=True) for prompt in train["prompt"]}
+    return sum(json.dumps(prompt, sort_keys=True) in seen for prompt in held_out["prompt"])
+
+
+def publish(results: dict, work: Path, *, keep_card: bool) -> None:
+    """Push the trained students of `work`; keep the best one's card as the example (the last stage of a run)."""
+    folders = {kind: work / kind for kind in results["students"]}
+    results["pushed"] = push_all(folders)
+    if keep_card:
+        keep_example_card(folders[results["best"]])
 
 
 def _summary(report, seconds: float) -> dict:
@@ -154,53 +196,62 @@ def run(settings: Settings, work: Path, kinds: tuple[str, ...] = KINDS) -> dict:
     from hf_distill.students import init_student
     from tests.real_checkpoints import CHECKPOINTS, converted_checkpoint
 
-    teacher = converted_checkpoint(CHECKPOINTS["smollm2-135m-instruct"])
+    teacher = converted_checkpoint(CHECKPOINTS[TEACHER_NAME])
     init = work / "init"
     init_student(teacher, num_layers=settings.student_layers, strategy="uniform", output_dir=init)
     start = time.perf_counter()
     train, held_out = build_data(teacher, settings, work)
     results = {"settings": asdict(settings), "generation_seconds": round(time.perf_counter() - start, 1),
-               "num_train": len(train), "num_held_out": len(held_out), "students": {}}
-    folders = {}
+               "num_train": len(train), "num_held_out": len(held_out), "students": {},
+               "held_out_prompts_seen_in_training": _overlap(train, held_out)}
     for kind in kinds:
-        folders[kind], seconds = train_student(kind, init, teacher, train, settings, work)
-        report = measure(folders[kind], teacher, held_out, settings)
+        folder, seconds = train_student(kind, init, teacher, train, settings, work)
+        report = measure(folder, teacher, held_out, settings)
         results["students"][kind] = _summary(report, seconds)
         results.setdefault("teacher", report.to_dict().get("teacher"))
-    results["pushed"] = push_all(folders)
-    best = min(kinds, key=lambda k: results["students"][k]["student"]["fidelity"]["forward_kl"])
-    results["best"] = best
-    return results, folders[best]
+    results["best"] = min(kinds, key=lambda k: results["students"][k]["student"]["fidelity"]["forward_kl"])
+    return results
+
+
+def _with_overrides(settings: Settings, pairs: list[str], parser) -> Settings:
+    """`--set field=value` pairs applied to `settings`, each value cast to the field's type."""
+    defaults = asdict(settings)
+    changes = {}
+    for pair in pairs:
+        field, _, value = pair.partition("=")
+        if field not in defaults or not value:
+            parser.error(f"--set {pair!r}: use FIELD=VALUE with FIELD one of {', '.join(defaults)}")
+        changes[field] = type(defaults[field])(value)
+    return replace(settings, **changes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes: checks the script end to end in minutes.")
     parser.add_argument("--max_steps", type=int, default=None)
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="Override settings, e.g. --set num_prompts=32 completion_tokens=32 (a loaded machine).")
     parser.add_argument("--work_dir", default=None, help="Keep the run's folders here (default: a temporary one).")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--publish_only", action="store_true",
+                        help="Push the students a finished run left in --work_dir and keep the best card again.")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Students to train.")
     args = parser.parse_args()
     settings = SMOKE if args.smoke else Settings()
     if args.max_steps:
         settings = replace(settings, max_steps=args.max_steps)
+    settings = _with_overrides(settings, args.set, parser)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hf_distill_real_model_"))
-    start = time.perf_counter()
-    results, best_folder = run(settings, work, tuple(args.kinds))
-    results.update(wall_seconds=round(time.perf_counter() - start, 1), machine=machine_info())
     name = "real_model_cpu_smoke.json" if args.smoke else "real_model_cpu.json"
     output = Path(args.output or REPO / "benchmarks" / "results" / name)
+    if args.publish_only:
+        results = json.loads(output.read_text())
+    else:
+        start = time.perf_counter()
+        results = run(settings, work, tuple(args.kinds))
+        results.update(wall_seconds=round(time.perf_counter() - start, 1), machine=machine_info())
+    publish(results, work, keep_card=not args.smoke)  # the example card is the one a full run pushes
     output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    if not args.smoke:  # the example card is the one a full run writes
-        from hf_distill.benchmark import BenchmarkReport
-        from hf_distill.publish import build_model_card
-        from hf_distill.publish import Provenance
-
-        report = BenchmarkReport.from_json(best_folder / "benchmark" / "report.json")
-        card = build_model_card(Provenance.load(best_folder), report, repo_id=f"tester/smollm2-{results['best']}",
-                                student_license="apache-2.0")
-        (REPO / "model_cards").mkdir(exist_ok=True)
-        card.save(REPO / "model_cards" / "smollm2-135m-instruct-half-depth.md")
     print(json.dumps({k: results[k] for k in ("best", "wall_seconds", "pushed")}, indent=2))
     shutil.rmtree(work / "cached", ignore_errors=True)
 
