@@ -8,6 +8,8 @@ token and junk that the trainer must cut."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from datasets import Dataset
@@ -17,7 +19,9 @@ from trl.experimental.gkd import GKDTrainer
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.training.on_policy import draw_completion_source
 from tests import kd_reference, tiny
+from tests.distributed import two_process_launcher
 from tests.test_grad_accum import _GradientsBeforeStep
+from tests.test_multiprocess_training import LOSS_RTOL, WEIGHT_ATOL, _run
 
 JUNK_AFTER_EOS = [11, 12, 13]
 
@@ -237,3 +241,20 @@ def test_a_lora_student_samples_through_peft(tmp_path, model_factory, tokenizer)
     assert trainer.on_policy.counts == {"student": 1} and trainer.on_policy.generation_seconds > 0
     changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert changed and all("lora_" in name for name in changed)
+
+
+@pytest.mark.slow
+def test_two_processes_sample_and_train_like_one_process_with_the_doubled_batch(tmp_path):
+    # Greedy samples (so they do not depend on how rows are split), lmbda 0.5: step 0 samples, step 1 does not. SGD, so
+    # that the weights differ as the gradients do (Adam's first steps blow a ~1e-9 gradient entry up to the lr).
+    script = ["-m", "tests.scripts.multiprocess_train", "--max-steps", "2", "--lmbda", "0.5", "--optim", "sgd"]
+    one = _run([sys.executable, *script, "--per-device-batch-size", "4"], tmp_path / "one")
+    two = _run([*two_process_launcher(), *script, "--per-device-batch-size", "2"], tmp_path / "two")
+
+    assert (one["num_processes"], two["num_processes"]) == (1, 2)
+    assert one["completion_sources"] == two["completion_sources"] == {"student": 1, "dataset": 1}
+    assert two["num_tokens"] == one["num_tokens"]
+    assert two["losses"] == pytest.approx(one["losses"], rel=LOSS_RTOL)
+    assert two["kd_losses"] == pytest.approx(one["kd_losses"], rel=LOSS_RTOL)
+    for name, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], weight, atol=WEIGHT_ATOL, rtol=0, msg=name)
