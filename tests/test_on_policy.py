@@ -17,9 +17,11 @@ from peft import LoraConfig
 from trl.experimental.gkd import GKDTrainer
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.teachers import ServedTeacher
 from hf_distill.training.on_policy import draw_completion_source
 from tests import kd_reference, tiny
 from tests.distributed import two_process_launcher
+from tests.served_teacher_server import TeacherServer
 from tests.test_grad_accum import _GradientsBeforeStep
 from tests.test_multiprocess_training import LOSS_RTOL, WEIGHT_ATOL, _run
 
@@ -258,3 +260,27 @@ def test_two_processes_sample_and_train_like_one_process_with_the_doubled_batch(
     assert two["kd_losses"] == pytest.approx(one["kd_losses"], rel=LOSS_RTOL)
     for name, weight in one["weights"].items():
         torch.testing.assert_close(two["weights"][name], weight, atol=WEIGHT_ATOL, rtol=0, msg=name)
+
+
+def test_a_served_teacher_scores_the_student_samples(tmp_path, model_factory, tokenizer):
+    # top_k = the whole vocabulary: the served targets are then exact, so the in-process float64 reference applies.
+    folder = model_factory.save(tmp_path / "teacher", "qwen2", hidden=48, seed=2)
+    server = TeacherServer(folder, max_logprobs=len(tokenizer))
+    try:
+        data = tiny.prompt_completion_dataset(4, seed=3)
+        trainer = DistillationTrainer(
+            model=model_factory("llama", seed=1), teacher_model=ServedTeacher(server.url, top_k=len(tokenizer)),
+            args=DistillationConfig(output_dir=str(tmp_path / "served"), report_to="none", save_strategy="no",
+                                    max_length=64, max_steps=1, per_device_train_batch_size=4, logging_steps=1,
+                                    disable_tqdm=True, lmbda=1.0, alpha=0.6),
+            train_dataset=data, processing_class=tokenizer,
+        )
+        trainer.model.generate = _FixedSampler(tokenizer)
+        logs = _first_step_logs(trainer)
+    finally:
+        server.stop()
+    reference = kd_reference.reference_means(model_factory("llama", seed=1), model_factory("qwen2", hidden=48, seed=2),
+                                             _reference_rows(tokenizer, data), alpha=0.6)
+    assert trainer.on_policy.counts == {"student": 1}
+    for name in ("loss", "kd_loss", "ce_loss"):
+        assert logs[name] == pytest.approx(reference[name], rel=1e-5), name
