@@ -7,7 +7,7 @@ optimizer).
     python benchmarks/on_policy.py                 # writes benchmarks/results/on_policy_cpu.json
 
 The teacher and the students are the quickstart's (`hf_distill.quickstart`: task data, cached teacher, student
-shape, learning rate); `--steps` shortens the students' training (the quickstart trains 500 steps).
+shape, learning rate, 500 steps).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--cache_dir", default=None, help="teacher cache (default: the quickstart's)")
     parser.add_argument("--preset", default="standard", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps of each student")
+    parser.add_argument("--steps", type=int, default=500, help="optimizer steps of each student (the quickstart's)")
     parser.add_argument("--lmbdas", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--max_new_tokens", type=int, default=4, help="sampled tokens per completion (answers are "
                         "one or two tokens plus the end of sequence)")

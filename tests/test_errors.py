@@ -475,6 +475,11 @@ CASES = [
     Case("E-CACHE-CORRUPT", _corrupt_finished_cache, CorruptShardError,
          "data-00000-of-00001.arrow does not match its sha256 recorded at write time"),
     Case("E-CACHE-NOT-A-BLOB", lambda env: decode_topk(b"not a blob at all"), CodecError, "bad magic bytes"),
+    Case("E-CACHE-SERVED-TOP-K",
+         lambda env: cache_teacher_logits(ServedTeacher("http://127.0.0.1:9", top_k=4),
+                                          tiny.prompt_completion_dataset(2), tokenizer=env.tokenizer,
+                                          output_dir=env.tmp_path / "cache", top_k=8),
+         CacheSettingsError, "`top_k` is 8 but the ServedTeacher asks its server for top_k=4"),
     # Served teachers (vLLM / SGLang over HTTP).
     Case("E-SERVED-SETTINGS", lambda env: ServedTeacher("http://127.0.0.1:9", kind="tgi"), ServedTeacherError,
          "`kind` is 'tgi'; choose one of vllm, sglang"),
