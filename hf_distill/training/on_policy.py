@@ -174,7 +174,9 @@ class OnPolicyBatches:
 
     Attributes:
         counts (`Counter`): micro-batches per completion source (`"dataset"`, `"student"`, `"teacher"`).
-        generation_seconds (`float`): wall time spent sampling.
+        generation_seconds, generation_cpu_seconds (`float`): wall and process CPU time spent in `generate`.
+        rebuild_seconds, rebuild_cpu_seconds (`float`): the same for the whole of `rebuild` (draws, prompts, sampling
+            and the rebuilt batches), so `rebuild - generation` is the cost of building the batches.
     """
 
     def __init__(self, args, teacher: TeacherSource):
@@ -195,7 +197,8 @@ class OnPolicyBatches:
         self.sampling = SamplingSettings.from_config(args)
         self.teacher = teacher
         self.counts: Counter[str] = Counter()
-        self.generation_seconds = 0.0
+        self.generation_seconds = self.generation_cpu_seconds = 0.0
+        self.rebuild_seconds = self.rebuild_cpu_seconds = 0.0
 
     @classmethod
     def from_config(cls, args, teacher: TeacherSource) -> OnPolicyBatches | None:
@@ -226,6 +229,7 @@ class OnPolicyBatches:
     def rebuild(self, trainer: DistillationTrainer, batches: list[dict]) -> list[dict]:
         """`batches` (one optimizer step's micro-batches, on the device) with sampled completions where drawn."""
         step, rank = trainer.state.global_step, trainer.accelerator.process_index
+        started, started_cpu = time.perf_counter(), time.process_time()
         rebuilt = []
         for index, batch in enumerate(batches):
             source = draw_completion_source(self.seed, step, index, lmbda=self.lmbda, seq_kd=self.seq_kd)
@@ -236,13 +240,16 @@ class OnPolicyBatches:
             model = trainer.model_wrapped if source == "student" else self.teacher.model
             seed = random.Random(f"sample:{self.seed}:{step}:{index}:{rank}").getrandbits(63)
             rebuilt.append(self._sampled_batch(trainer, model, batch, seed))
+        self.rebuild_seconds += time.perf_counter() - started
+        self.rebuild_cpu_seconds += time.process_time() - started_cpu
         return rebuilt
 
     def _sampled_batch(self, trainer: DistillationTrainer, model, batch: dict, seed: int) -> dict:
         prompts = split_prompts(batch)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         completions = self.sample(trainer, model, prompts, seed)
         self.generation_seconds += time.perf_counter() - started
+        self.generation_cpu_seconds += time.process_time() - started_cpu
         return rebuild_batch(prompts, completions, pad_token_id=_pad_token_id(trainer.tokenizer),
                              position_ids="position_ids" in batch)
 
