@@ -216,6 +216,21 @@ def test_sampling_is_reproducible_for_a_seed_and_leaves_the_global_generator(tmp
             assert batch["labels"][row, len(prompt)] != -100
 
 
+def _checkpointed_layers(model) -> list[tuple[str, bool]]:
+    return [(name, module.gradient_checkpointing) for name, module in model.named_modules()
+            if hasattr(module, "gradient_checkpointing")]
+
+
+def test_sampling_leaves_activation_checkpointing_as_the_trainer_set_it(tmp_path, model_factory, tokenizer):
+    data = tiny.prompt_completion_dataset(4, seed=3)
+    trainer = _trainer(tmp_path, model_factory, tokenizer, data)
+    trainer.model.activation_checkpointing_enable(every_n_layers=2)  # as `train()` does for these settings
+    before = _checkpointed_layers(trainer.model)
+    assert {flag for _, flag in before} == {True, False}  # every second layer: a setting a re-enable would lose
+    _sampled_batches(trainer, data, tokenizer)
+    assert _checkpointed_layers(trainer.model) == before and trainer.model.training
+
+
 def test_completion_source_draws_follow_lmbda_and_the_seed():
     def share(lmbda, seed=0):
         draws = [draw_completion_source(seed, step, i, lmbda=lmbda, seq_kd=False) for step in range(500)

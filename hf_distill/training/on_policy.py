@@ -19,12 +19,13 @@ import logging
 import random
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from trl.distributed import DistributedBackend
 from trl.models.utils import unwrap_model_for_generation
 
 from ..errors import HfDistillError
@@ -145,6 +146,17 @@ class _OnlySharedRows(LogitsProcessor):
         return scores
 
 
+def _unwrapped_for_generation(model, trainer: DistillationTrainer):
+    """The bare model to call `generate` on: unwrapped from DDP (a PEFT model stays one: it generates), with its
+    weights gathered under DeepSpeed ZeRO-3 (TRL's `unwrap_model_for_generation`). Elsewhere activation checkpointing
+    is left as the trainer set it: sampling runs in eval mode, where it is inert, and TRL's helper would re-enable it
+    with other settings (`every_n_layers` and `offload` lost)."""
+    if DistributedBackend(trainer.accelerator).is_zero3:
+        return unwrap_model_for_generation(model, trainer.accelerator,
+                                           gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+    return nullcontext(trainer.accelerator.unwrap_model(model))
+
+
 @contextmanager
 def _eval_mode(model):
     """Sample from the policy itself (dropout off), then restore the mode the trainer set."""
@@ -260,9 +272,7 @@ class OnPolicyBatches:
         vocab_size = trainer.student_head.vocab_size
         devices = [input_ids.device] if input_ids.device.type == "cuda" else []
         with (
-            unwrap_model_for_generation(model, trainer.accelerator,
-                                        gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
-            as unwrapped,
+            _unwrapped_for_generation(model, trainer) as unwrapped,
             _eval_mode(unwrapped),
             torch.no_grad(),
             torch.random.fork_rng(devices=devices),
