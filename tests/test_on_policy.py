@@ -216,6 +216,22 @@ def test_sampling_is_reproducible_for_a_seed_and_leaves_the_global_generator(tmp
             assert batch["labels"][row, len(prompt)] != -100
 
 
+def test_padded_embedding_rows_are_never_sampled(tmp_path, model_factory, tokenizer):
+    # Both models have 64 rows beyond the tokenizer (as Qwen2.5's padded embeddings): ids no token has.
+    rows = len(tokenizer) + 64
+    data = tiny.prompt_completion_dataset(4, seed=3)
+    trainer = DistillationTrainer(
+        model=model_factory("llama", seed=1, vocab_size=rows),
+        teacher_model=model_factory("qwen2", hidden=48, seed=2, vocab_size=rows),
+        args=DistillationConfig(output_dir=str(tmp_path / "padded"), report_to="none", max_length=64, lmbda=1.0,
+                                max_new_tokens=8, generation_temperature=5.0),  # hot: every row gets some mass
+        train_dataset=data, processing_class=tokenizer, teacher_processing_class=tokenizer,
+    )
+    rebuilt, _ = _sampled_batches(trainer, data, tokenizer)
+    sampled = torch.cat([batch["input_ids"][batch["labels"] != -100] for batch in rebuilt])
+    assert sampled.numel() >= 16 and int(sampled.max()) < len(tokenizer)
+
+
 def _checkpointed_layers(model) -> list[tuple[str, bool]]:
     return [(name, module.gradient_checkpointing) for name, module in model.named_modules()
             if hasattr(module, "gradient_checkpointing")]

@@ -15,7 +15,6 @@ process), never from the global generators, so dropout and data order are untouc
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections import Counter
@@ -33,8 +32,6 @@ from ..teachers import TeacherSource
 
 if TYPE_CHECKING:
     from .trainer import DistillationTrainer
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "OnPolicyBatches", "OnPolicyError", "SamplingSettings", "draw_completion_source", "rebuild_batch",
