@@ -8,7 +8,11 @@ token and junk that the trainer must cut."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -315,3 +319,20 @@ def test_a_served_teacher_scores_the_student_samples(tmp_path, model_factory, to
     assert trainer.on_policy.counts == {"student": 1}
     for name in ("loss", "kd_loss", "ce_loss"):
         assert logs[name] == pytest.approx(reference[name], rel=1e-5), name
+
+
+@pytest.mark.slow
+def test_the_benchmark_script_runs_on_the_smoke_preset(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    result = tmp_path / "on_policy.json"
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/on_policy.py", "--preset", "smoke", "--steps", "2", "--lmbdas", "0", "1",
+         "--output_dir", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache"), "--result", str(result)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    runs = json.loads(result.read_text())["runs"]
+    assert set(runs) == {"sft", "lmbda=0", "lmbda=1"}
+    assert runs["lmbda=1"]["completion_sources"] == {"student": 2} and runs["lmbda=1"]["sampling_step_cpu_s"] > 0
+    assert all(0.0 <= run["task_accuracy"] <= 1.0 and run["forward_kl_to_teacher"] >= 0 for run in runs.values())
