@@ -24,9 +24,12 @@ UNACTIONABLE_LOG_LINES: dict[str, tuple[str, ...]] = {
 
 
 # (category, start of the message) of Python warnings raised inside third-party code, not by anything the user wrote:
-# peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates, on every PEFT model it wraps.
+# peft reads `model.is_gradient_checkpointing`, which transformers 5 deprecates, on every PEFT model it wraps; TRL's
+# `unwrap_model_for_generation` (on-policy sampling) also calls the deprecated disable/enable around `generate`.
 UNACTIONABLE_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (FutureWarning, "`is_gradient_checkpointing` is deprecated"),
+    (FutureWarning, "`gradient_checkpointing_disable` is deprecated"),
+    (FutureWarning, "`gradient_checkpointing_enable` is deprecated"),
 )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -71,13 +72,14 @@ from hf_distill.publish.space import SpaceConfigError, create_space
 from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.students import StudentInitError, init_student
-from hf_distill.teachers import ServedTeacher, TeacherSetupError, TeacherTypeError
+from hf_distill.teachers import LocalModelTeacher, ServedTeacher, TeacherSetupError, TeacherTypeError
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
 from hf_distill.training.config import (
     ConfigFieldPassedToTrainerError,
     DistillationConfigError,
     NotADistillationConfigError,
 )
+from hf_distill.training.on_policy import OnPolicyBatches, OnPolicyError
 from hf_distill.training.preflight import ModelSetupError
 from hf_distill.vocabulary import VocabularyMismatchError
 from tests import tiny
@@ -484,6 +486,11 @@ CASES = [
     Case("E-CACHE-CORRUPT", _corrupt_finished_cache, CorruptShardError,
          "data-00000-of-00001.arrow does not match its sha256 recorded at write time"),
     Case("E-CACHE-NOT-A-BLOB", lambda env: decode_topk(b"not a blob at all"), CodecError, "bad magic bytes"),
+    Case("E-CACHE-SERVED-TOP-K",
+         lambda env: cache_teacher_logits(ServedTeacher("http://127.0.0.1:9", top_k=4),
+                                          tiny.prompt_completion_dataset(2), tokenizer=env.tokenizer,
+                                          output_dir=env.tmp_path / "cache", top_k=8),
+         CacheSettingsError, "`top_k` is 8 but the ServedTeacher asks its server for top_k=4"),
     # Served teachers (vLLM / SGLang over HTTP).
     Case("E-SERVED-SETTINGS", lambda env: ServedTeacher("http://127.0.0.1:9", kind="tgi"), ServedTeacherError,
          "`kind` is 'tgi'; choose one of vllm, sglang"),
@@ -504,6 +511,34 @@ CASES = [
          lambda env: env.trainer(teacher_model=ServedTeacher(env.served_url, top_k=4),
                                  args=_args(env, padding_free=True, max_length=None)),
          ServedTeacherError, "`padding_free` (--padding_free) is True, but a served teacher scores each row"),
+    # On-policy distillation (`lmbda` > 0, `seq_kd`).
+    Case("E-ONPOLICY-LMBDA", lambda env: _args(env, lmbda=1.5), DistillationConfigError,
+         "`lmbda` (--lmbda) is 1.5; it must be in [0, 1]"),
+    Case("E-ONPOLICY-MAX-NEW-TOKENS", lambda env: _args(env, lmbda=0.5, max_new_tokens=0), DistillationConfigError,
+         "`max_new_tokens` (--max_new_tokens) is 0; it must be >= 1"),
+    Case("E-ONPOLICY-TEMPERATURE", lambda env: _args(env, generation_temperature=-1.0), DistillationConfigError,
+         "`generation_temperature` (--generation_temperature) is -1.0; it must be >= 0"),
+    Case("E-ONPOLICY-TOP-P", lambda env: _args(env, generation_top_p=0.0), DistillationConfigError,
+         "`generation_top_p` (--generation_top_p) is 0.0; it must be in (0, 1]"),
+    Case("E-ONPOLICY-TOP-K", lambda env: _args(env, generation_top_k=-1), DistillationConfigError,
+         "`generation_top_k` (--generation_top_k) is -1; it must be >= 0"),
+    Case("E-ONPOLICY-PACKING", lambda env: _args(env, lmbda=0.5, packing=True), DistillationConfigError,
+         "`packing` (--packing) is True with `lmbda` 0.5 / `seq_kd` False: sampled completions replace"),
+    Case("E-ONPOLICY-CACHED-TEACHER",
+         lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cached,
+                                        args=_args(env, lmbda=0.5)),
+         OnPolicyError, "but the teacher is CachedTopKTeacher, which holds targets for the dataset's rows only"),
+    Case("E-ONPOLICY-SEQ-KD-SERVED",
+         lambda env: env.before_loading(teacher_model=ServedTeacher("http://127.0.0.1:9"),
+                                        args=_args(env, seq_kd=True)),
+         OnPolicyError, "`seq_kd` (--seq_kd) is True, but the teacher (ServedTeacher) is not a model in this process"),
+    Case("E-ONPOLICY-NO-PROMPT",
+         lambda env: env.trainer(train_dataset=tiny.text_dataset(4), args=_args(env, lmbda=0.5)),
+         OnPolicyError, "but the train dataset's rows have no prompt (their first token is trained on)"),
+    Case("E-ONPOLICY-FSDP",
+         lambda env: OnPolicyBatches(_args(env, lmbda=0.5), LocalModelTeacher(env.assets.teacher)).setup(
+             SimpleNamespace(is_fsdp_enabled=True)),
+         OnPolicyError, "`lmbda` (--lmbda) is 0.5 / `seq_kd` (--seq_kd) is False under FSDP: sampling needs"),
     # Licences (the push pre-flight: nothing reaches the Hub).
     Case("E-LICENSE-CONFLICT",
          lambda env: _push(env, teacher_license="gemma", student_license="apache-2.0"),

@@ -32,6 +32,7 @@ from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
+from .served_scorer import ServedScorer, as_served_teacher
 from .shards import Shard, check_shard_size, first_rows, run_sharded
 from .teacher import load_offline_teacher
 
@@ -86,7 +87,9 @@ def cache_teacher_logits(
     result equals a one-process run. Re-running with the same `output_dir` resumes, skipping finished shards.
 
     Args:
-        teacher (`str`, `os.PathLike` or `nn.Module`): Hub id, local path or model (quantized models too).
+        teacher (`str`, `os.PathLike`, `nn.Module` or `ServedTeacher`): Hub id, local path or model (quantized models
+            too); or a teacher served by vLLM or SGLang (`ServedTeacher(url, top_k=...)`, or its `http(s)://` URL
+            for a vLLM server), whose top-k prompt log-probs are cached (`top_k` must be the ServedTeacher's).
         dataset (`Dataset`): in a TRL format: `text`, `prompt`/`completion` or `messages`.
         tokenizer: the tokenizer to tokenize with; the student must share its vocabulary (checked at training).
         output_dir (`str`): where the dataset, its card and (while running) the shards go.
@@ -113,6 +116,32 @@ def cache_teacher_logits(
     dataset = first_rows(dataset, max_rows)
     check_shard_size(shard_size)
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
+    served = as_served_teacher(teacher, top_k)
+    if served is not None:
+        provenance, vocab_size, make_scorer = _served_teacher(served, tokenizer, top_k=top_k)
+    else:
+        provenance, vocab_size, make_scorer = _local_teacher(teacher, dataset, tokenizer, top_k=top_k,
+                                                             model_kwargs=model_kwargs)
+    codec = TopKCodec(vocab_size)
+    info = CacheInfo(
+        teacher=provenance.name, teacher_revision=provenance.revision, top_k=top_k, vocab_size=vocab_size,
+        encoding={"name": CODEC_NAME, "sqrt_levels": codec.sqrt_levels, "log_levels": codec.log_levels,
+                  "log_step": codec.log_step},
+        tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
+        max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=__version__,
+        teacher_gguf=provenance.gguf,
+    )
+    scorer = make_scorer(codec)
+    work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
+    finalize = partial(_finalize, info=info, output_dir=output_dir, source=dataset)
+    return run_sharded(
+        dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
+        finalize=finalize,
+    )
+
+
+def _local_teacher(teacher, dataset: Dataset, tokenizer, *, top_k: int, model_kwargs: dict | None):
+    """A teacher run in this process: its provenance, the vocabulary it is cached over, and its scorer's factory."""
     model, _ = load_offline_teacher(teacher, tokenizer, model_kwargs=model_kwargs)
     head = OutputHead.from_model(model)
     # The teacher reads the ids of `tokenizer`, given as the teacher's: the training rule checks it against the one
@@ -129,23 +158,20 @@ def cache_teacher_logits(
             f"`top_k` is {top_k} but the teacher's vocabulary has {head.vocab_size} tokens: choose top_k <= "
             f"{head.vocab_size} (64 is usual)."
         )
-    provenance = teacher_provenance(model, teacher)
-    codec = TopKCodec(head.vocab_size)
-    info = CacheInfo(
-        teacher=provenance.name, teacher_revision=provenance.revision, top_k=top_k, vocab_size=head.vocab_size,
-        encoding={"name": CODEC_NAME, "sqrt_levels": codec.sqrt_levels, "log_levels": codec.log_levels,
-                  "log_step": codec.log_step},
-        tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
-        max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=__version__,
-        teacher_gguf=provenance.gguf,
-    )
-    scorer = _Scorer(model, head, codec, top_k=top_k, pad_token_id=_pad_id(tokenizer))
-    work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
-    finalize = partial(_finalize, info=info, output_dir=output_dir, source=dataset)
-    return run_sharded(
-        dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
-        finalize=finalize,
-    )
+    return teacher_provenance(model, teacher), head.vocab_size, partial(
+        _Scorer, model, head, top_k=top_k, pad_token_id=_pad_id(tokenizer))
+
+
+def _served_teacher(served, tokenizer, *, top_k: int):
+    """A teacher behind a vLLM/SGLang server, checked like a training run checks it (model, tokenizer probe, top-k
+    cap, ids within the vocabulary): its provenance, the tokenizer's vocabulary and its scorer's factory."""
+    if served.top_k != top_k:
+        raise CacheSettingsError(
+            f"`top_k` is {top_k} but the ServedTeacher asks its server for top_k={served.top_k}: pass the same k "
+            f"to both (ServedTeacher(url, top_k={top_k}), or top_k={served.top_k})."
+        )
+    vocab_size = len(tokenizer)
+    return served.connect(tokenizer, vocab_size), vocab_size, partial(ServedScorer, served)
 
 
 def _sample_texts(dataset: Dataset, tokenizer, num_rows: int = 16) -> list[str]:

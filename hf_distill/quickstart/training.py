@@ -167,16 +167,19 @@ def student_config(preset: QuickstartPreset, tokenizer: PreTrainedTokenizerBase)
 
 
 def train_distilled_student(
-    preset: QuickstartPreset, train: Dataset, teacher: Path, tokenizer, *, seed: int, output_dir: Path
+    preset: QuickstartPreset, train: Dataset, teacher: Path, tokenizer, *, seed: int, output_dir: Path,
+    config_overrides: dict | None = None,
 ):
     """Logit distillation (forward KL to the teacher, `preset.alpha`) of a freshly initialised student; returns the
-    trainer after saving the student (weights, tokenizer, provenance) to `output_dir`."""
+    trainer after saving the student (weights, tokenizer, provenance) to `output_dir`. `config_overrides` are other
+    `DistillationConfig` fields (e.g. `{"lmbda": 0.5}` for on-policy batches; `benchmarks/on_policy.py`)."""
     args = DistillationConfig(
         output_dir=str(output_dir),
         divergence="forward_kl",
         alpha=preset.alpha,
         temperature=1.0,
         **_training_kwargs(preset, preset.student_steps, preset.student_learning_rate, seed),
+        **(config_overrides or {}),
     )
     student = _new_model(student_config(preset, tokenizer), seed)
     trainer = DistillationTrainer(

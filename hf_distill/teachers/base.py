@@ -96,6 +96,9 @@ class TeacherSource:
     source: str | os.PathLike | nn.Module | None = None
     #: the model that wrote cached targets (name and revision), recorded in the provenance when `source` is None.
     teacher_provenance: TeacherProvenance | None = None
+    #: whether the source can score token sequences it has not seen before (sampled completions, `lmbda` > 0):
+    #: a live or served teacher can, a cache of stored targets cannot.
+    scores_new_sequences: bool = True
 
     def setup(self, trainer: DistillationTrainer) -> None:
         """Called once the trainer (and its accelerator) exists: place models, check the vocabulary."""

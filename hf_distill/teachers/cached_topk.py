@@ -45,6 +45,8 @@ class CachedTopKTeacher(TeacherSource):
     dataset_columns: tuple[str, ...] = (TOPK_COLUMN,)
     #: decoded per-token columns and their padding values (a padded position reads as "no targets").
     collator_columns: dict[str, float | int] = {IDS_COLUMN: 0, LOG_PROBS_COLUMN: float("-inf"), TAIL_COLUMN: 0.0}
+    #: the cache holds targets for the dataset's rows only: it cannot score sampled completions.
+    scores_new_sequences: bool = False
 
     def __init__(self, teacher_provenance: TeacherProvenance | None = None):
         #: the model that wrote the cache (read from the dataset's info), for the student's provenance and card.

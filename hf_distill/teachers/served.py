@@ -194,7 +194,7 @@ class ServedTeacher(TeacherSource):
         self.client = ServerClient(url, kind, api_key=api_key_from_env(api_key_env), timeout=timeout,
                                    max_retries=max_retries)
         self.teacher_provenance: TeacherProvenance | None = None
-        self._prefetcher = _Prefetcher(self._fetch, depth=prefetch)
+        self._prefetcher = _Prefetcher(self.score_rows, depth=prefetch)
 
     @classmethod
     def from_trainer_inputs(cls, teacher_model, args, dataset_columns, **kwargs) -> ServedTeacher | None:
@@ -217,15 +217,21 @@ class ServedTeacher(TeacherSource):
                 "`padding_free` (--padding_free) is True, but a served teacher scores each row as one sequence and a "
                 "padding-free row packs several. Set padding_free=False (and packing=False) with a served teacher."
             )
+        self.connect(trainer.tokenizer, trainer.student_head.vocab_size)
+        trainer.data_collator = _PrefetchingCollator(trainer.data_collator, self)
+
+    def connect(self, tokenizer, vocab_size: int) -> TeacherProvenance:
+        """Ask the server what it serves, check its tokenizer and top-k against `tokenizer` and `vocab_size`, and
+        record the served model in `teacher_provenance` (used by training and by `cache_teacher_logits`)."""
         info = self.client.model_info()
         if self.served_model is None:
             self.served_model = info.served_name
-        self._check_tokenizer(trainer.tokenizer)
-        self._check_top_k(trainer.tokenizer, trainer.student_head.vocab_size)
+        self._check_tokenizer(tokenizer)
+        self._check_top_k(tokenizer, vocab_size)
         self.teacher_provenance = TeacherProvenance(name=info.model,
                                                     revision=self.revision or info.revision or "unresolved")
-        trainer.data_collator = _PrefetchingCollator(trainer.data_collator, self)
         logger.info("Served teacher %s at %s (%s), top_k=%d.", info.model, self.url, self.kind, self.top_k)
+        return self.teacher_provenance
 
     def _check_tokenizer(self, tokenizer) -> None:
         served = self.client.tokenize(PROBE_TEXT, self.served_model)
@@ -267,7 +273,8 @@ class ServedTeacher(TeacherSource):
         rows = _rows(batch)
         self._prefetcher.submit(_batch_key(rows), rows)
 
-    def _fetch(self, rows: list[list[int]]) -> list[TopKRows]:
+    def score_rows(self, rows: list[list[int]]) -> list[TopKRows]:
+        """The server's top-k temperature-1 log-probs for each row of token ids (one batched request)."""
         return self.client.top_k(rows, self.top_k, self.served_model)
 
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TemperedTopK:

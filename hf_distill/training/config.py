@@ -187,6 +187,42 @@ class DistillationConfig(SFTConfig):
         metadata={"help": "Tokens per chunk of the fused loss; chosen from a memory budget when unset."},
     )
 
+    # On-policy (GKD): which completions a batch trains on
+    lmbda: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability that a training batch's completions are sampled from the student (on-policy, as "
+            "`lmbda` in TRL's GKD); the teacher scores them. Drawn once per micro-batch from `seed`. 0 trains on the "
+            "dataset's completions only (off-policy), 1 on student samples only."
+        },
+    )
+    seq_kd: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the batches that are not student-sampled on completions sampled from the teacher "
+            "(sequence-level KD, as `seq_kd` in TRL's GKD) instead of the dataset's. Needs an in-process teacher."
+        },
+    )
+    max_new_tokens: int = field(
+        default=128,
+        metadata={"help": "Most tokens sampled per completion when `lmbda` > 0 or `seq_kd` (TRL's GKD default)."},
+    )
+    generation_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "Sampling temperature of on-policy (and `seq_kd`) completions; 0 decodes greedily. Separate from "
+            "`temperature`, which only softens the loss's distributions."
+        },
+    )
+    generation_top_p: float = field(
+        default=1.0,
+        metadata={"help": "Nucleus (top-p) sampling of on-policy completions, in (0, 1]; 1 disables it."},
+    )
+    generation_top_k: int = field(
+        default=0,
+        metadata={"help": "Top-k sampling of on-policy completions; 0 disables it (as TRL's DistillationConfig)."},
+    )
+
     def __post_init__(self):
         follow_hardware(self)
         super().__post_init__()
@@ -215,9 +251,33 @@ class DistillationConfig(SFTConfig):
             problems.append(f"`temperature` (--temperature) is {self.temperature}; it must be > 0 (1.0 = unchanged).")
         if self.kd_chunk_size is not None and self.kd_chunk_size < 1:
             problems.append(f"`kd_chunk_size` (--kd_chunk_size) is {self.kd_chunk_size}; it must be >= 1 or unset.")
+        problems += self._on_policy_problems()
         if self.teacher_model_init_kwargs is not None and not isinstance(self.teacher_model_init_kwargs, dict):
             problems.append(
                 "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict or a JSON object string, "
                 f"got {type(self.teacher_model_init_kwargs).__name__}."
             )
+        return problems
+
+    def _on_policy_problems(self) -> list[str]:
+        problems = []
+        if not 0.0 <= self.lmbda <= 1.0:
+            problems.append(f"`lmbda` (--lmbda) is {self.lmbda}; it must be in [0, 1] (the probability that a batch's "
+                            "completions are sampled from the student; 0 = off-policy).")
+        if self.max_new_tokens < 1:
+            problems.append(f"`max_new_tokens` (--max_new_tokens) is {self.max_new_tokens}; it must be >= 1.")
+        if not self.generation_temperature >= 0.0:
+            problems.append(f"`generation_temperature` (--generation_temperature) is {self.generation_temperature}; "
+                            "it must be >= 0 (0 = greedy decoding, 1 = the model's own distribution).")
+        if not 0.0 < self.generation_top_p <= 1.0:
+            problems.append(f"`generation_top_p` (--generation_top_p) is {self.generation_top_p}; it must be in "
+                            "(0, 1] (1 = no nucleus filtering).")
+        if self.generation_top_k < 0:
+            problems.append(f"`generation_top_k` (--generation_top_k) is {self.generation_top_k}; it must be >= 0 "
+                            "(0 = no top-k filtering).")
+        if (self.lmbda > 0 or self.seq_kd) and (self.packing or self.padding_free):
+            flag = "packing" if self.packing else "padding_free"
+            problems.append(f"`{flag}` (--{flag}) is True with `lmbda` {self.lmbda} / `seq_kd` {self.seq_kd}: sampled "
+                            f"completions replace each row's completion, so rows cannot be packed. Set {flag}=False, "
+                            "or lmbda=0 and seq_kd=False.")
         return problems

@@ -30,6 +30,7 @@ from .checkpointing import CheckpointingMixin
 from .checkpoints import full_state_dict_for_final_save
 from .collator import DistillationCollator
 from .config import DistillationConfig, NotADistillationConfigError, reject_config_fields_in_trainer_kwargs
+from .on_policy import OnPolicyBatches
 from .preflight import check_before_loading
 from .token_stats import TokenStatsMixin, mask_repeated_examples, trained_positions
 
@@ -113,6 +114,8 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
             teacher_processing_class=teacher_processing_class, train_dataset=train_dataset,
             teacher_server=teacher_server,
         )
+        #: samples completions for `lmbda` > 0 / `seq_kd` (None: every batch trains on the dataset's completions).
+        self.on_policy = OnPolicyBatches.from_config(args, self.teacher)
         if isinstance(model, (str, os.PathLike)) and gguf_file_of(args.model_init_kwargs):
             model, processing_class = load_gguf_student(model, args.model_init_kwargs, processing_class)
         super().__init__(
@@ -130,6 +133,8 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
         self.student_head = OutputHead.from_model(self.model)
         self._stat_sums: dict[str, torch.Tensor] = {}  # per mode: summed stats of the current logging window
         self.teacher.setup(self)
+        if self.on_policy is not None:
+            self.on_policy.setup(self)
         # The datasets as given: the provenance's privacy scan reads their text, which tokenizing or packing may drop.
         self._source_datasets = (train_dataset, eval_dataset)
 
@@ -173,6 +178,17 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
     def truncation_report(self):
         """What truncation to `max_length` cut from the train dataset (`None` when packing, streaming or unlimited)."""
         return self.truncation_reports.get("train")
+
+    # -- on-policy batches (hf_distill.training.on_policy) ----------------------------------------------------------
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device):
+        """`Trainer.get_batch_samples`; with on-policy sampling, the micro-batches get their sampled completions here,
+        before the accumulated batch's trained positions are counted (transformers would count the dataset's)."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.on_policy is None or not batch_samples:
+            return batch_samples, num_items_in_batch
+        batch_samples = self.on_policy.rebuild(self, batch_samples)
+        return batch_samples, self._get_num_items_in_batch(batch_samples, device)
 
     # -- loss -------------------------------------------------------------------------------------------------------
 

@@ -2,6 +2,10 @@
 `tests/test_multiprocess_training.py` once as one process and once under `torchrun --nproc_per_node 2` (gloo, CPU).
 
 python -m tests.scripts.multiprocess_train OUTPUT_DIR --per-device-batch-size B [--max-steps N]
+    [--lmbda L] [--optim NAME]
+
+With `--lmbda`, that share of the batches trains on completions the student decodes greedily (greedy, so that the
+samples do not depend on how the rows are split across processes).
 """
 
 import argparse
@@ -18,6 +22,8 @@ def main():
     parser.add_argument("output_dir")
     parser.add_argument("--per-device-batch-size", type=int, required=True)
     parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--lmbda", type=float, default=0.0)
+    parser.add_argument("--optim", default=None, help="a TrainingArguments.optim name")
     cli = parser.parse_args()
 
     tokenizer = tiny.build_tokenizer()
@@ -37,6 +43,10 @@ def main():
         use_cpu=True,
         alpha=0.5,
         disable_tqdm=True,
+        lmbda=cli.lmbda,
+        generation_temperature=0.0,
+        max_new_tokens=6,
+        **({"optim": cli.optim} if cli.optim else {}),
     )
     trainer = DistillationTrainer(
         model=factory("llama", seed=1),
@@ -53,6 +63,7 @@ def main():
             "losses": [entry["loss"] for entry in logs],
             "kd_losses": [entry["kd_loss"] for entry in logs],
             "num_tokens": trainer.state.log_history[-2].get("num_tokens"),
+            "completion_sources": dict(trainer.on_policy.counts) if trainer.on_policy is not None else {},
         }
         with open(f"{cli.output_dir}/result.json", "w") as handle:
             json.dump(record, handle)
