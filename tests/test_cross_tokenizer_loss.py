@@ -41,15 +41,19 @@ def uld_reference(p_student, p_teacher):
 
 def span_reference(p_student, p_teacher, pairs, divergence, beta=0.3, skew=0.2):
     """Per position: the divergence between [p(shared tokens), 1 - their sum] of each side (pairs in order), plus ULD
-    between the unshared probabilities of each side."""
+    between the unshared probabilities of each side. Where one side has no unshared token (its bucket always 0), both
+    sides' shared probabilities divided by their sum instead."""
     s_ids, t_ids = pairs.student_ids.tolist(), pairs.teacher_ids.tolist()
-    s_shared, t_shared = p_student[:, s_ids], p_teacher[:, t_ids]
-    s_full = torch.cat([s_shared, 1 - s_shared.sum(-1, keepdim=True)], -1)
-    t_full = torch.cat([t_shared, 1 - t_shared.sum(-1, keepdim=True)], -1)
-    matched = REFERENCES[divergence](s_full, t_full, beta, skew)
     s_rest = p_student[:, [i for i in range(p_student.shape[-1]) if i not in s_ids]]
     t_rest = p_teacher[:, [i for i in range(p_teacher.shape[-1]) if i not in t_ids]]
-    return matched + uld_reference(s_rest, t_rest)
+    s_shared, t_shared = p_student[:, s_ids], p_teacher[:, t_ids]
+    if s_rest.shape[-1] and t_rest.shape[-1]:
+        s_full = torch.cat([s_shared, 1 - s_shared.sum(-1, keepdim=True)], -1)
+        t_full = torch.cat([t_shared, 1 - t_shared.sum(-1, keepdim=True)], -1)
+    else:
+        s_full = s_shared / s_shared.sum(-1, keepdim=True)
+        t_full = t_shared / t_shared.sum(-1, keepdim=True)
+    return REFERENCES[divergence](s_full, t_full, beta, skew) + uld_reference(s_rest, t_rest)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
@@ -61,10 +65,11 @@ def test_uld_equals_its_definition(temperature):
     torch.testing.assert_close(ours.double(), reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("shared", [6, STUDENT_VOCAB])  # some student tokens unshared; every student token shared
 @pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd", "tvd", "skew_forward_kl"])
-def test_span_equals_its_definition_value_and_gradient(divergence):
+def test_span_equals_its_definition_value_and_gradient(divergence, shared):
     student, teacher = _logits(seed=1)
-    pairs = _pairs(seed=1)
+    pairs = _pairs(seed=1, shared=shared)
     ours_in = student.clone().requires_grad_(True)
     ours = cross_tokenizer_loss(ours_in, teacher, method="span", pairs=pairs, divergence=divergence, beta=0.3,
                                 skew=0.2, temperature=1.5, reduction="sum")

@@ -9,10 +9,13 @@ distributions live over different vocabularies. Two ways to compare them:
   token has which probability).
 - `"span"`: the tokens both vocabularies share (the same bytes, [`hf_distill.alignment.shared_vocabulary`]) are
   compared one to one with the configured divergence, each distribution restricted to the shared tokens plus one
-  bucket holding the rest of its mass (so both still sum to 1); the unshared remainder of each side is compared with
-  ULD (as the hybrid matched/unmatched loss of TRL's GOLD trainer, there with JSD and weights by vocabulary overlap;
-  here the configured divergence, weight 1 each, and the bucket). With the same tokenizer on both sides every token
-  is shared, the buckets and the remainder are empty, and the loss is exactly the ordinary one.
+  bucket holding the rest of its mass (so both still sum to 1), and the unshared remainder of each side is compared
+  with ULD: the hybrid matched/unmatched loss of TRL's GOLD trainer, which uses JSD on the raw shared probabilities
+  and weights the two parts by vocabulary overlap; here the configured divergence, a bucket, weight 1 each. When one
+  vocabulary lies inside the other (a byte-level BPE against a SentencePiece one with byte fallback), that side's
+  bucket is always empty and a KL against it infinite: both sides are then renormalised over the shared tokens
+  instead (the other side's remainder still enters ULD). With the same tokenizer on both sides every token is
+  shared, nothing is left over, and the loss is exactly the ordinary one.
 
 Both run over chunks of positions, recomputed in the backward pass (activation checkpointing): only one chunk's
 `(chunk, vocab)` logits of each model exist at a time, never both models' full logits.
@@ -100,23 +103,28 @@ def uld_distance(student_probs: torch.Tensor, teacher_probs: torch.Tensor) -> to
 
 def _with_bucket(log_probs: torch.Tensor, paired: torch.Tensor, unmatched: torch.Tensor) -> torch.Tensor:
     """Log-probabilities of the paired ids, then one bucket with the log of the rest of the mass: `(n, shared + 1)`."""
-    if unmatched.any():
-        bucket = torch.logsumexp(log_probs[:, unmatched], dim=-1).clamp(min=_LOG_EMPTY)
-    else:
-        bucket = torch.full(log_probs.shape[:-1], _LOG_EMPTY, device=log_probs.device, dtype=log_probs.dtype)
+    bucket = torch.logsumexp(log_probs[:, unmatched], dim=-1).clamp(min=_LOG_EMPTY)
     return torch.cat([log_probs[:, paired], bucket.unsqueeze(-1)], dim=-1)
+
+
+def _renormalised(log_probs: torch.Tensor, paired: torch.Tensor) -> torch.Tensor:
+    shared = log_probs[:, paired]
+    return shared - torch.logsumexp(shared, dim=-1, keepdim=True)
 
 
 def _span_divergence(student_log_probs, teacher_log_probs, pairs: VocabularyPairs, divergence_kwargs) -> torch.Tensor:
     student_unmatched, teacher_unmatched = pairs.unmatched("student"), pairs.unmatched("teacher")
-    if not student_unmatched.any() and not teacher_unmatched.any():  # one vocabulary, maybe reordered: exact
+    student_rest, teacher_rest = bool(student_unmatched.any()), bool(teacher_unmatched.any())
+    if not student_rest and not teacher_rest:  # one vocabulary, maybe reordered: exactly the ordinary loss
         return per_token_divergence(student_log_probs[:, pairs.student_ids], teacher_log_probs[:, pairs.teacher_ids],
                                     **divergence_kwargs)
-    matched = per_token_divergence(
-        _with_bucket(student_log_probs, pairs.student_ids, student_unmatched),
-        _with_bucket(teacher_log_probs, pairs.teacher_ids, teacher_unmatched),
-        **divergence_kwargs,
-    )
+    if student_rest and teacher_rest:
+        student_matched = _with_bucket(student_log_probs, pairs.student_ids, student_unmatched)
+        teacher_matched = _with_bucket(teacher_log_probs, pairs.teacher_ids, teacher_unmatched)
+    else:  # one vocabulary inside the other: its bucket is always empty, so both compare over the shared tokens
+        student_matched = _renormalised(student_log_probs, pairs.student_ids)
+        teacher_matched = _renormalised(teacher_log_probs, pairs.teacher_ids)
+    matched = per_token_divergence(student_matched, teacher_matched, **divergence_kwargs)
     remainder = uld_distance(student_log_probs[:, student_unmatched].exp(),
                              teacher_log_probs[:, teacher_unmatched].exp())
     return matched + remainder

@@ -27,7 +27,7 @@ __all__ = ["LocalModelTeacher", "align_vocabularies", "load_teacher_model"]
 
 # Inputs of the student's batch that the teacher's forward takes too (labels and cached columns are not).
 _TEACHER_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids")
-_TEACHER_DTYPE_FIX = (
+TEACHER_DTYPE_FIX = (
     "`teacher_model_init_kwargs={'dtype': 'bfloat16'}`, --teacher_model_init_kwargs '{\"dtype\": \"bfloat16\"}'"
 )
 
@@ -168,5 +168,5 @@ class LocalModelTeacher(TeacherSource):
         # backbone directly; then the head as the engine holds it (gathered under FSDP2).
         hidden = final_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
         check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states",
-                             fix_flag=_TEACHER_DTYPE_FIX)
+                             fix_flag=TEACHER_DTYPE_FIX)
         return TeacherHidden(hidden=hidden, head=live_head(self.model, vocab_size=self.head.vocab_size))
