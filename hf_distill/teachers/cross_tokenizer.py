@@ -3,7 +3,8 @@
 Each row is tokenized for both models before training: the prompt rendered with each model's own chat template (or
 tokenized as plain text), then the completion text tokenized on its own by each tokenizer, then each model's EOS.
 [`hf_distill.alignment`] matches the two completions' tokens by the bytes they cover, and the position rule pairs
-the token before each matched span in both sequences (it predicts the span's first token). The collator pads the
+the token before each matched span in both sequences (it predicts the span's first token), and the last completion
+token of both (it predicts each model's EOS, which are paired as one shared token). The collator pads the
 teacher's ids and the paired positions of each row; the loss ([`hf_distill.losses.cross_tokenizer`]) compares the two
 next-token distributions at the paired positions, while cross-entropy still counts every completion token.
 """
@@ -91,9 +92,12 @@ def tokenize_pair(row, *, tokenizer, teacher_tokenizer, max_length: int | None) 
         student_ids, teacher_ids, completion_mask = (
             student_ids[:max_length], teacher_ids[:max_length], completion_mask[:max_length]
         )
-    positions = [(s, t) for s, t in predicting_positions(alignment.spans, student_offset=len(student_prompt),
-                                                           teacher_offset=len(teacher_prompt))
-                 if s + 1 < len(student_ids) and t + 1 < len(teacher_ids)]
+    positions = predicting_positions(alignment.spans, student_offset=len(student_prompt),
+                                     teacher_offset=len(teacher_prompt))
+    # the end of the text is a boundary of both: the last completion (or prompt) token predicts each model's EOS
+    positions.append((len(student_prompt) + len(alignment.student.ids) - 1,
+                      len(teacher_prompt) + len(alignment.teacher.ids) - 1))
+    positions = [(s, t) for s, t in positions if 0 <= s < len(student_ids) - 1 and 0 <= t < len(teacher_ids) - 1]
     return {
         "input_ids": student_ids, "completion_mask": completion_mask,
         TEACHER_IDS: teacher_ids, TEACHER_MASK: [1] * len(teacher_ids),
@@ -156,6 +160,9 @@ class CrossTokenizerTeacher(LocalModelTeacher):
         teacher_tokens = tokenizer_rows(self.teacher_tokenizer, self.head.num_rows, who="teacher")
         trainer.student_head.vocab_size, self.head.vocab_size = student_tokens, teacher_tokens
         student_ids, teacher_ids = shared_vocabulary(trainer.tokenizer, self.teacher_tokenizer)
+        student_eos, teacher_eos = trainer.tokenizer.eos_token_id, self.teacher_tokenizer.eos_token_id
+        if student_eos is not None and student_eos not in student_ids and teacher_eos not in teacher_ids:
+            student_ids, teacher_ids = [*student_ids, student_eos], [*teacher_ids, teacher_eos]  # both end the text
         self.pairs = VocabularyPairs.from_lists(student_ids, teacher_ids, student_vocab=student_tokens,
                                                 teacher_vocab=teacher_tokens).to(trainer.accelerator.device)
         logger.info("Distilling across tokenizers (%s): %d of the student's %d tokens and of the teacher's %d share "

@@ -94,7 +94,7 @@ def align_vocabularies(
     """
     num_tokens = check_shared_vocabulary(
         tokenizer, student_rows=student_head.num_rows, teacher_rows=teacher_head.num_rows,
-        teacher_tokenizer=teacher_tokenizer, teacher_config=teacher_config, texts=texts,
+        teacher_tokenizer=teacher_tokenizer, teacher_config=teacher_config, texts=texts, cross_tokenizer_fix=True,
     )
     if max(student_head.num_rows, teacher_head.num_rows) > num_tokens:
         logger.info("Embeddings padded beyond the tokenizer (student %d, teacher %d rows): distilling over its %d "
