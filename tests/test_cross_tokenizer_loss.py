@@ -44,8 +44,9 @@ def span_reference(p_student, p_teacher, pairs, divergence, beta=0.3, skew=0.2):
     between the unshared probabilities of each side. Where one side has no unshared token (its bucket always 0), both
     sides' shared probabilities divided by their sum instead."""
     s_ids, t_ids = pairs.student_ids.tolist(), pairs.teacher_ids.tolist()
-    s_rest = p_student[:, [i for i in range(p_student.shape[-1]) if i not in s_ids]]
-    t_rest = p_teacher[:, [i for i in range(p_teacher.shape[-1]) if i not in t_ids]]
+    s_set, t_set = set(s_ids), set(t_ids)
+    s_rest = p_student[:, [i for i in range(p_student.shape[-1]) if i not in s_set]]
+    t_rest = p_teacher[:, [i for i in range(p_teacher.shape[-1]) if i not in t_set]]
     s_shared, t_shared = p_student[:, s_ids], p_teacher[:, t_ids]
     if s_rest.shape[-1] and t_rest.shape[-1]:
         s_full = torch.cat([s_shared, 1 - s_shared.sum(-1, keepdim=True)], -1)

@@ -144,3 +144,31 @@ def test_provenance_and_card_say_distilled_across_tokenizers(tmp_path, tokenizer
     card = trainer.create_model_card().content
     assert "distilled across tokenizers (`span`)" in card
     assert tokenizer_hash(teacher_tokenizer) in card and "cross-tokenizer" in card
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("method", ["uld", "span"])
+def test_real_tokenizers_first_loss_equals_the_reference(tmp_path, method):
+    """A SmolLM2-tokenizer student (49,152) and a Gemma-3-tokenizer teacher (262,144), tiny random models of those
+    vocabularies: the first step's loss equals the float64 reference, on text with emoji, CJK and numbers."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from tests.real_checkpoints import CHECKPOINTS, tokenizer_folder
+
+    student_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(CHECKPOINTS["smollm2-135m-instruct"]))
+    teacher_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(CHECKPOINTS["gemma-3-270m"]))
+    data = Dataset.from_dict({
+        "prompt": ["Question: what is 12345 plus 1?", "Say hello in Japanese."],
+        "completion": [" 12346, or 1.2346e4 🤗", " こんにちは  (konnichiwa)\n\nDone."],
+    })
+    student = tiny.ModelFactory(student_tokenizer)("llama", hidden=16, layers=1, seed=0)
+    teacher = tiny.ModelFactory(teacher_tokenizer)("llama", hidden=16, layers=1, seed=1).eval()
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=_args(tmp_path, method),
+                                  train_dataset=data, processing_class=student_tokenizer,
+                                  teacher_processing_class=teacher_tokenizer)
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(2)]))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    expected = _reference_loss(trainer, student_tokenizer, teacher_tokenizer, data, method)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
