@@ -41,7 +41,6 @@ from hf_distill.quickstart.tasks import answer_is_valid, build_task_dataset, ext
 from tests.tiny import build_sentencepiece_tokenizer  # noqa: E402
 
 METHODS = {"sequence-level": (None, 0.0), "uld": ("uld", 0.5), "span": ("span", 0.5)}
-TEACHER, STUDENT = ModelShape(hidden_size=128, num_layers=4), ModelShape(hidden_size=64, num_layers=2)
 
 
 def _common(steps: int, learning_rate: float, seed: int, output_dir: Path) -> dict:
@@ -56,11 +55,11 @@ def _new_model(shape, tokenizer, seed: int):
     return AutoModelForCausalLM.from_config(build_config(shape, tokenizer))
 
 
-def train_teacher(train, tokenizer, *, steps: int, output_dir: Path):
+def train_teacher(train, tokenizer, shape: ModelShape, *, steps: int, output_dir: Path):
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**_common(steps, 2e-3, 0, output_dir))
-    trainer = SFTTrainer(model=_new_model(TEACHER, tokenizer, 0), args=args, train_dataset=train,
+    trainer = SFTTrainer(model=_new_model(shape, tokenizer, 0), args=args, train_dataset=train,
                          processing_class=tokenizer)
     trainer.train()
     return trainer.model.eval()
@@ -95,11 +94,11 @@ def teacher_log_likelihood(teacher, tokenizer, prompts: list[str], answers: list
     return total / len(prompts)
 
 
-def train_student(method, rows, tokenizer, teacher, teacher_tokenizer, *, steps: int, seed: int, root: Path):
+def train_student(method, rows, tokenizer, teacher, teacher_tokenizer, shape, *, steps: int, seed: int, root: Path):
     cross_tokenizer, alpha = METHODS[method]
     args = DistillationConfig(cross_tokenizer=cross_tokenizer or "uld", alpha=alpha, divergence="forward_kl",
                               **_common(steps, 3e-3, seed, root / f"{method}-{seed}"))
-    trainer = DistillationTrainer(model=_new_model(STUDENT, tokenizer, seed), teacher_model=teacher, args=args,
+    trainer = DistillationTrainer(model=_new_model(shape, tokenizer, seed), teacher_model=teacher, args=args,
                                   train_dataset=rows, processing_class=tokenizer,
                                   teacher_processing_class=teacher_tokenizer)
     started = time.perf_counter()
@@ -110,21 +109,26 @@ def train_student(method, rows, tokenizer, teacher, teacher_tokenizer, *, steps:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--teacher_steps", type=int, default=600)
-    parser.add_argument("--student_steps", type=int, default=150)
-    parser.add_argument("--num_train", type=int, default=4000)
+    parser.add_argument("--teacher_steps", type=int, default=250)
+    parser.add_argument("--student_steps", type=int, default=80)
+    parser.add_argument("--num_train", type=int, default=2000)
+    parser.add_argument("--teacher_shape", type=int, nargs=2, default=(64, 2), metavar=("HIDDEN", "LAYERS"))
+    parser.add_argument("--student_shape", type=int, nargs=2, default=(32, 2), metavar=("HIDDEN", "LAYERS"))
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "cross_tokenizer_cpu.json"))
     parser.add_argument("--work_dir", default="/tmp/hf_distill_cross_tokenizer")
     options = parser.parse_args()
     hf_logging.set_verbosity_error()
-    torch.set_num_threads(2)
+    torch.set_num_threads(options.threads)
+    teacher_shape, student_shape = ModelShape(*options.teacher_shape), ModelShape(*options.student_shape)
     data = build_task_dataset(num_train=options.num_train, num_test=300, seed=0)
     texts = [row["prompt"] + row["completion"] for row in data["train"]]
     student_tokenizer = train_tokenizer(texts, vocab_size=400)
     teacher_tokenizer = build_sentencepiece_tokenizer(texts, vocab_size=400)
     root = Path(options.work_dir)
     started = time.perf_counter()
-    teacher = train_teacher(data["train"], teacher_tokenizer, steps=options.teacher_steps, output_dir=root / "t")
+    teacher = train_teacher(data["train"], teacher_tokenizer, teacher_shape, steps=options.teacher_steps,
+                            output_dir=root / "t")
     teacher_seconds = time.perf_counter() - started
     prompts = data["train"]["prompt"]
     rows = data["train"].select_columns(["prompt"]).add_column(
@@ -136,7 +140,7 @@ def main() -> None:
     for seed in range(options.seeds):
         for method in METHODS:
             student, seconds = train_student(method, rows, student_tokenizer, teacher, teacher_tokenizer,
-                                             steps=options.student_steps, seed=seed, root=root)
+                                             student_shape, steps=options.student_steps, seed=seed, root=root)
             answers = [extract_answer(t) for t in generate(student, student_tokenizer, test_prompts, sample=False)]
             runs.append({
                 "method": method, "seed": seed, "train_seconds": round(seconds, 2),

@@ -138,12 +138,16 @@ def token_bytes(tokenizer: PreTrainedTokenizerBase) -> list[bytes | str | None]:
     return values
 
 
-def _ids_by_value(values: list[bytes | str | None]) -> dict[bytes | str, list[int]]:
+def _ids_by_value(tokenizer: PreTrainedTokenizerBase) -> dict[bytes | str, list[int]]:
+    """Token ids grouped by what they spell; within a group, ordinary tokens come before `<0xNN>` byte-fallback
+    ones (a SentencePiece vocabulary spells `a` both as `a`, the token it uses, and as `<0x61>`), then by id."""
     grouped: dict[bytes | str, list[int]] = {}
-    for index, value in enumerate(values):
+    for index, value in enumerate(token_bytes(tokenizer)):
         if value:
             grouped.setdefault(value, []).append(index)
-    return grouped
+    fallback = {index for index, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+                if piece is not None and _BYTE_FALLBACK.fullmatch(piece)} if not _is_byte_level(tokenizer) else set()
+    return {value: sorted(ids, key=lambda i: (i in fallback, i)) for value, ids in grouped.items()}
 
 
 def shared_vocabulary(
@@ -151,11 +155,12 @@ def shared_vocabulary(
 ) -> tuple[list[int], list[int]]:
     """Student and teacher ids (two equal-length lists, one pair per entry, sorted by student id) of the tokens both
     vocabularies hold with the same bytes (`Ġworld` and `▁world` are both ` world`), plus special and added tokens of
-    the same name. Where a vocabulary has several ids for the same bytes (a SentencePiece `<0x41>` beside `A`), they
-    pair in id order, so a tokenizer shares every id with itself."""
-    teacher_groups = _ids_by_value(token_bytes(teacher_tokenizer))
+    the same name. Where a vocabulary has several ids for the same bytes (a SentencePiece `<0x61>` beside `a`), the
+    ordinary token pairs first and the byte-fallback one after it (with the other side's next id of those bytes, if
+    any), so a tokenizer shares every id with itself."""
+    teacher_groups = _ids_by_value(teacher_tokenizer)
     pairs = []
-    for value, student_group in _ids_by_value(token_bytes(tokenizer)).items():
+    for value, student_group in _ids_by_value(tokenizer).items():
         pairs.extend(zip(student_group, teacher_groups.get(value, ()), strict=False))
     pairs.sort()
     return [student for student, _ in pairs], [teacher for _, teacher in pairs]

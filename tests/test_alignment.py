@@ -159,3 +159,14 @@ def test_a_tokenizer_against_itself_matches_token_by_token(tokenizer, sentencepi
             assert span.student == span.teacher
             ids = alignment.student.ids[span.student.start:span.student.stop]
             assert len(ids) == 1 or all("\ufffd" in tok.decode([i]) for i in ids)
+
+
+def test_shared_vocabulary_pairs_ordinary_tokens_before_byte_fallback(tokenizer, sentencepiece_tokenizer):
+    """A SentencePiece vocabulary spells `a` twice: `a` (the token it produces) and `<0x61>` (byte fallback, used only
+    for bytes it has no token for). The byte-level `a` pairs with the ordinary one."""
+    student_ids, teacher_ids = shared_vocabulary(tokenizer, sentencepiece_tokenizer)
+    pairs = dict(zip(student_ids, teacher_ids, strict=True))
+    for char in "aet":
+        produced = sentencepiece_tokenizer(char, add_special_tokens=False)["input_ids"]
+        assert len(produced) == 1 and sentencepiece_tokenizer.convert_ids_to_tokens(produced[0]) == char
+        assert pairs[tokenizer.convert_tokens_to_ids(char)] == produced[0]
