@@ -50,6 +50,10 @@ HUB_KWARGS = (
 )
 #: Multiples checkpoints round their embedding rows up to (Qwen, Llama, Gemma, Phi use 64 or 128).
 PADDING_MULTIPLES = (64, 128)
+_CROSS_TOKENIZER_FIX = (
+    "distil logits across tokenizers with `DistillationConfig(cross_tokenizer=\"span\")` or `\"uld\"` "
+    "(--cross_tokenizer span), which matches the two models' positions by text, "
+)
 _SEQUENCE_LEVEL_FIX = (
     "or distil at sequence level instead (`hf_distill.data.generate_completions` / `hf-distill generate`, then train "
     "on the generated completions), which works across tokenizers."
@@ -244,6 +248,7 @@ def check_shared_vocabulary(
     teacher_config=None,
     texts: Iterable[str] = (),
     argument: str = "teacher_processing_class",
+    cross_tokenizer_fix: bool = False,
 ) -> int:
     """The rows both models' logits are compared over (the student tokenizer's length), or raise
     [`VocabularyMismatchError`] when the teacher cannot read the student's token ids as its own.
@@ -255,6 +260,7 @@ def check_shared_vocabulary(
         teacher_config (*optional*): the teacher's config, checked when its tokenizer is unknown.
         texts (*optional*): training text, on which identical ids also prove the same tokenization.
         argument (`str`): how the caller passes the teacher's tokenizer, named in the error.
+        cross_tokenizer_fix (`bool`): name `DistillationConfig.cross_tokenizer` as a fix (training can use it).
     """
     num_tokens = tokenizer_rows(tokenizer, student_rows)
     tokenizer_rows(tokenizer, teacher_rows, who="teacher")
@@ -276,7 +282,7 @@ def check_shared_vocabulary(
             "distillation needs the same tokenizer (vocabulary, merges, pre-tokenizer and normalizer; the teacher may "
             "add tokens). "
             f"Choose a teacher of the student's family, check `{argument}=` names the teacher's own tokenizer, "
-            + _SEQUENCE_LEVEL_FIX
+            + (_CROSS_TOKENIZER_FIX if cross_tokenizer_fix else "") + _SEQUENCE_LEVEL_FIX
         )
     return num_tokens
 

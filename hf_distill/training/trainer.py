@@ -162,6 +162,7 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
                 return_position_ids=base.return_position_ids,
                 pad_to_multiple_of=base.pad_to_multiple_of,
                 teacher_columns=self.teacher.collator_columns,
+                sequence_columns=dict(self.teacher.collator_sequence_columns),
             )
 
     def _set_signature_columns_if_needed(self):
@@ -238,6 +239,7 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
         """SFTTrainer's dataset preparation, with cached-teacher datasets (`hf_distill.data.cache_teacher_logits`)
         made ready for it first, and their `teacher_topk` blobs decoded on the fly when the cache is the teacher."""
         if not is_cached_dataset(_column_names(dataset)):
+            dataset = self.teacher.prepare_dataset(dataset, processing_class, args, dataset_name)
             dataset, self.truncation_reports[dataset_name] = prepare_with_truncation_report(
                 super()._prepare_dataset, dataset, processing_class, args, packing, formatting_func, dataset_name
             )

@@ -28,6 +28,7 @@ from .sources import dataset_record, model_details, model_record
 __all__ = [
     "collect_provenance",
     "environment_info",
+    "cross_tokenizer_record",
     "non_default_config",
     "provenance_sources",
     "sources_gather_the_teacher",
@@ -90,6 +91,16 @@ def tokenizer_hashes(tokenizer: Any) -> dict[str, Any]:
         "sha256": tokenizer_hash(tokenizer),
         "chat_template_sha256": chat_template_hash(tokenizer),
     }
+
+
+def cross_tokenizer_record(trainer: Any) -> dict[str, Any]:
+    """How the student was distilled across tokenizers (`cross_tokenizer=`): the method and both tokenizers' hashes;
+    empty when teacher and student share a tokenizer."""
+    method = getattr(trainer.args, "cross_tokenizer", None)
+    if method is None:
+        return {}
+    return {"method": method, "student_tokenizer": tokenizer_hashes(trainer.processing_class),
+            "teacher_tokenizer": tokenizer_hashes(trainer.teacher.teacher_tokenizer)}
 
 
 def weight_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
@@ -268,6 +279,7 @@ def collect_provenance(
         weight_derived=_same_source(teacher, base),
         datasets=datasets,
         tokenizer=tokenizer_hashes(trainer.processing_class),
+        cross_tokenizer=cross_tokenizer_record(trainer),
         config=non_default_config(args),
         seed=args.seed,
         wall_clock_seconds=wall_clock,

@@ -99,6 +99,8 @@ class Provenance:
         weight_derived (`bool`): the student starts from (or is pruned from) the teacher's weights.
         datasets (`list[DatasetRecord]`): training and evaluation datasets.
         tokenizer (`dict`): class, size and SHA-256 of the tokenizer and of its chat template.
+        cross_tokenizer (`dict`): empty unless the teacher had another tokenizer (`cross_tokenizer=`): the method
+            (`uld` or `span`) and both tokenizers' class, size and SHA-256.
         config (`dict`): the non-default `DistillationConfig` fields (never a token).
         seed (`int`, *optional*): the training seed.
         libraries (`dict`): versions of Python, torch, transformers, TRL, PEFT, datasets, ...
@@ -122,6 +124,7 @@ class Provenance:
     weight_derived: bool = False
     datasets: list[DatasetRecord] = field(default_factory=list)
     tokenizer: dict[str, Any] = field(default_factory=dict)
+    cross_tokenizer: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     libraries: dict[str, str | None] = field(default_factory=dict)
