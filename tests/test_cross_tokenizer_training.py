@@ -14,6 +14,7 @@ from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.alignment import align_text, shared_vocabulary
 from hf_distill.fingerprints import tokenizer_hash
 from hf_distill.losses.cross_tokenizer import VocabularyPairs
+from hf_distill.training.token_stats import window_means
 from tests import tiny
 from tests.test_cross_tokenizer_loss import span_reference, uld_reference
 
@@ -81,6 +82,49 @@ def test_first_loss_equals_a_float64_reference(tmp_path, tokenizer, teacher_toke
         loss = trainer.compute_loss(trainer.model, batch)
     expected = _reference_loss(trainer, tokenizer, teacher_tokenizer, data, method)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_teacher_agreement_is_counted_over_the_matched_positions(tmp_path, tokenizer, other_tokenizer):
+    """The logged `teacher_agreement` is the share of matched positions (the only ones with a teacher prediction)
+    where the teacher's argmax, read as a student token, is the student's argmax. The teacher's byte-level tokenizer
+    was trained on other text (and the completions end with two of its words), so the two split the completions
+    differently: fewer matched positions than trained tokens."""
+    from datasets import Dataset
+
+    teacher_tokenizer = other_tokenizer
+    rows = tiny.prompt_completion_dataset(4)
+    data = Dataset.from_dict({"prompt": rows["prompt"],
+                              "completion": [c + " zeta omega" for c in rows["completion"]]})
+    trainer = _trainer(tmp_path, tokenizer, teacher_tokenizer, "span", data=data, max_steps=40, learning_rate=3e-2,
+                       alpha=1.0, lr_scheduler_type="constant")
+    with torch.no_grad():  # a confident teacher the student learns from for 40 steps, so that some argmaxes agree
+        trainer.teacher.model.lm_head.weight.mul_(20.0)
+    trainer.train()
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
+    trainer._stat_sums = {}
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, batch)
+    logged = window_means(trainer._stat_sums["train"])
+
+    student_ids, teacher_ids = shared_vocabulary(tokenizer, teacher_tokenizer)
+    as_student = dict(zip(teacher_ids, student_ids, strict=True))
+    as_student[teacher_tokenizer.eos_token_id] = tokenizer.eos_token_id
+    agree = matched = trained = 0
+    for prompt, completion in zip(data["prompt"], data["completion"], strict=True):
+        alignment = align_text(tokenizer, teacher_tokenizer, completion)
+        s_prompt, t_prompt = tokenizer(prompt)["input_ids"], teacher_tokenizer(prompt)["input_ids"]
+        s_ids = s_prompt + list(alignment.student.ids) + [tokenizer.eos_token_id]
+        t_ids = t_prompt + list(alignment.teacher.ids) + [teacher_tokenizer.eos_token_id]
+        with torch.no_grad():
+            s_top = trainer.model(input_ids=torch.tensor([s_ids])).logits[0].argmax(-1)
+            t_top = trainer.teacher.model(input_ids=torch.tensor([t_ids])).logits[0].argmax(-1)
+        s_at = [len(s_prompt) + span.student.start - 1 for span in alignment.spans] + [len(s_ids) - 2]
+        t_at = [len(t_prompt) + span.teacher.start - 1 for span in alignment.spans] + [len(t_ids) - 2]
+        agree += sum(as_student.get(int(t_top[t]), -1) == int(s_top[i]) for i, t in zip(s_at, t_at, strict=True))
+        matched += len(s_at)
+        trained += len(s_ids) - len(s_prompt)
+    assert 0 < agree <= matched < trained  # the old count (out of all trained tokens) would be lower
+    assert logged["teacher_agreement"] == pytest.approx(agree / matched, abs=1e-9)
 
 
 @pytest.mark.parametrize("method", ["uld", "span"])

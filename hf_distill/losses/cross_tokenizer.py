@@ -274,4 +274,4 @@ def cross_tokenizer_kd_terms(
         kd, hits = _maybe_checkpoint(chunk_kd, student_hidden[student_index[rows]], teacher_hidden[rows].detach())
         kd_sum, agree = kd_sum + kd, agree + hits
     return KDTerms(kd_sum=kd_sum, ce_sum=ce_sum, num_teacher_agree=agree, num_label_correct=correct,
-                   num_positions=labels.numel())
+                   num_positions=labels.numel(), num_kd_positions=student_index.shape[0])

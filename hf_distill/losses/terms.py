@@ -61,6 +61,8 @@ class KDTerms:
         num_teacher_agree (`torch.Tensor`, scalar): positions where the student's argmax equals the teacher's.
         num_label_correct (`torch.Tensor`, scalar): positions where the student's argmax equals the label.
         num_positions (`int`): counted positions.
+        num_kd_positions (`int`, *optional*): the counted positions that have a teacher prediction, when fewer than
+            `num_positions` (across tokenizers, only positions matched by text); `num_teacher_agree` is out of these.
     """
 
     kd_sum: torch.Tensor
@@ -68,6 +70,7 @@ class KDTerms:
     num_teacher_agree: torch.Tensor
     num_label_correct: torch.Tensor
     num_positions: int
+    num_kd_positions: int | None = None
 
 
 def cross_entropy_per_token(

@@ -312,6 +312,7 @@ class DistillationConfig(SFTConfig):
                             "use `truncation_mode='keep_start'`.")
         if self.lmbda > 0 or self.seq_kd:
             problems.append(f"`lmbda` (--lmbda) is {self.lmbda} and `seq_kd` (--seq_kd) is {self.seq_kd}, but "
-                            f"`cross_tokenizer={self.cross_tokenizer!r}` aligns the two tokenizations of the dataset's "
-                            "own completions (sampled completions are not aligned yet): set lmbda=0 and seq_kd=False.")
+                            f"`cross_tokenizer={self.cross_tokenizer!r}` aligns the two tokenizations of the "
+                            "dataset's own completions (sampled completions are not aligned yet): set lmbda=0 and "
+                            "seq_kd=False.")
         return problems

@@ -15,8 +15,10 @@ __all__ = [
     "window_means",
 ]
 
-#: the entries of a stats vector; the first five are divided by `positions` when logged.
-STATS = ("loss", "kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy", "positions", "tokens")
+#: the entries of a stats vector; the first five are divided by `positions` when logged, except `teacher_agreement`,
+#: divided by `kd_positions` (the positions with a teacher prediction: all of them unless across tokenizers).
+STATS = ("loss", "kd_loss", "ce_loss", "teacher_agreement", "mean_token_accuracy", "positions", "kd_positions",
+         "tokens")
 
 
 def trained_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -37,8 +39,9 @@ def batch_stats(objective: torch.Tensor, terms, tokens: torch.Tensor | int) -> t
     device = terms.kd_sum.device
     values = [objective, terms.kd_sum, terms.ce_sum, terms.num_teacher_agree, terms.num_label_correct]
     values = [torch.as_tensor(v, device=device).detach().double() for v in values]
-    extra = torch.tensor([float(terms.num_positions), 0.0], dtype=torch.float64, device=device)
-    extra[1] = torch.as_tensor(tokens, device=device).double()
+    kd_positions = terms.num_positions if terms.num_kd_positions is None else terms.num_kd_positions
+    extra = torch.tensor([float(terms.num_positions), float(kd_positions), 0.0], dtype=torch.float64, device=device)
+    extra[2] = torch.as_tensor(tokens, device=device).double()
     return torch.cat([torch.stack(values), extra])
 
 
@@ -49,6 +52,8 @@ def window_means(sums: torch.Tensor) -> dict[str, float] | None:
     if positions <= 0:
         return None
     means = {name: values[name] / positions for name in STATS[:5]}
+    if values["kd_positions"] > 0:
+        means["teacher_agreement"] = values["teacher_agreement"] / values["kd_positions"]
     means["tokens"] = values["tokens"]
     return means
 
