@@ -41,6 +41,19 @@ def _trainer(tmp_path, tokenizer, teacher_tokenizer, method, data=None, **kwargs
                                processing_class=tokenizer, teacher_processing_class=teacher_tokenizer)
 
 
+def _reference_rows(tokenizer, teacher_tokenizer, rows):
+    """Per row, each model's own ids (prompt, completion tokenized alone, EOS), the student's prompt length, and the
+    paired positions: the token before every matched span and the last completion token (predicting EOS)."""
+    for prompt, completion in zip(rows["prompt"], rows["completion"], strict=True):
+        alignment = align_text(tokenizer, teacher_tokenizer, completion)
+        s_prompt, t_prompt = tokenizer(prompt)["input_ids"], teacher_tokenizer(prompt)["input_ids"]
+        s_ids = s_prompt + list(alignment.student.ids) + [tokenizer.eos_token_id]
+        t_ids = t_prompt + list(alignment.teacher.ids) + [teacher_tokenizer.eos_token_id]
+        s_at = [len(s_prompt) + span.student.start - 1 for span in alignment.spans] + [len(s_ids) - 2]
+        t_at = [len(t_prompt) + span.teacher.start - 1 for span in alignment.spans] + [len(t_ids) - 2]
+        yield s_ids, t_ids, len(s_prompt), s_at, t_at
+
+
 def _reference_loss(trainer, tokenizer, teacher_tokenizer, rows, method) -> float:
     """alpha * KD + (1 - alpha) * CE over the rows, divided by the trained tokens: each model reads its own ids
     (prompt, completion tokenized alone, EOS); KD at the token before every matched span and at the last completion
@@ -52,21 +65,15 @@ def _reference_loss(trainer, tokenizer, teacher_tokenizer, rows, method) -> floa
                                        student_vocab=len(tokenizer), teacher_vocab=len(teacher_tokenizer))
     kd = ce = 0.0
     count = 0
-    for prompt, completion in zip(rows["prompt"], rows["completion"], strict=True):
-        alignment = align_text(tokenizer, teacher_tokenizer, completion)
-        s_prompt, t_prompt = tokenizer(prompt)["input_ids"], teacher_tokenizer(prompt)["input_ids"]
-        s_ids = s_prompt + list(alignment.student.ids) + [tokenizer.eos_token_id]
-        t_ids = t_prompt + list(alignment.teacher.ids) + [teacher_tokenizer.eos_token_id]
+    for s_ids, t_ids, s_prompt_length, s_at, t_at in _reference_rows(tokenizer, teacher_tokenizer, rows):
         with torch.no_grad():
             s_logits = student(input_ids=torch.tensor([s_ids])).logits[0].double()
             t_logits = teacher(input_ids=torch.tensor([t_ids])).logits[0].double()
-        s_at = [len(s_prompt) + span.student.start - 1 for span in alignment.spans] + [len(s_ids) - 2]
-        t_at = [len(t_prompt) + span.teacher.start - 1 for span in alignment.spans] + [len(t_ids) - 2]
         p_s, p_t = torch.softmax(s_logits[s_at], -1), torch.softmax(t_logits[t_at], -1)
         per_position = (uld_reference(p_s, p_t) if method == "uld"
                         else span_reference(p_s, p_t, pairs, "jsd", beta=0.3))
         kd += float(per_position.sum())
-        trained = range(len(s_prompt) - 1, len(s_ids) - 1)
+        trained = range(s_prompt_length - 1, len(s_ids) - 1)
         log_p = torch.log_softmax(s_logits, -1)
         ce += float(-sum(log_p[i, s_ids[i + 1]] for i in trained))
         count += len(trained)
@@ -110,19 +117,13 @@ def test_teacher_agreement_is_counted_over_the_matched_positions(tmp_path, token
     as_student = dict(zip(teacher_ids, student_ids, strict=True))
     as_student[teacher_tokenizer.eos_token_id] = tokenizer.eos_token_id
     agree = matched = trained = 0
-    for prompt, completion in zip(data["prompt"], data["completion"], strict=True):
-        alignment = align_text(tokenizer, teacher_tokenizer, completion)
-        s_prompt, t_prompt = tokenizer(prompt)["input_ids"], teacher_tokenizer(prompt)["input_ids"]
-        s_ids = s_prompt + list(alignment.student.ids) + [tokenizer.eos_token_id]
-        t_ids = t_prompt + list(alignment.teacher.ids) + [teacher_tokenizer.eos_token_id]
+    for s_ids, t_ids, s_prompt_length, s_at, t_at in _reference_rows(tokenizer, teacher_tokenizer, data):
         with torch.no_grad():
             s_top = trainer.model(input_ids=torch.tensor([s_ids])).logits[0].argmax(-1)
             t_top = trainer.teacher.model(input_ids=torch.tensor([t_ids])).logits[0].argmax(-1)
-        s_at = [len(s_prompt) + span.student.start - 1 for span in alignment.spans] + [len(s_ids) - 2]
-        t_at = [len(t_prompt) + span.teacher.start - 1 for span in alignment.spans] + [len(t_ids) - 2]
         agree += sum(as_student.get(int(t_top[t]), -1) == int(s_top[i]) for i, t in zip(s_at, t_at, strict=True))
         matched += len(s_at)
-        trained += len(s_ids) - len(s_prompt)
+        trained += len(s_ids) - s_prompt_length
     assert 0 < agree <= matched < trained  # the old count (out of all trained tokens) would be lower
     assert logged["teacher_agreement"] == pytest.approx(agree / matched, abs=1e-9)
 
