@@ -369,6 +369,9 @@ def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir, source: Dataset)
             f"`{CODEC_NAME}` ({per_position:.1f} bytes per position). Train a student without the teacher: "
             "`DistillationTrainer(model=student, teacher_model=None, train_dataset=dataset)`; the student must use "
             f"a tokenizer with hash `{info.tokenizer_hash[:16]}...`."
+            + (" Written across tokenizers (the top-k ids are the teacher's own tokens, at the student positions "
+               "matched by text): train with `DistillationConfig(cross_tokenizer='uld' or 'span')`."
+               if info.cross_tokenizer else "")
         ),
         function="hf_distill.data.cache_teacher_logits",
         settings={**info.settings(), **{k: getattr(info, k) for k in (
