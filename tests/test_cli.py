@@ -500,3 +500,23 @@ def test_quick_look_rows_provenance_by_file_and_no_cache_files_in_the_input(asse
     assert record["content_sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
     assert "`rows.jsonl` (local" in (tmp_path / "s" / "README.md").read_text()
     assert not list(Path(assets["data"]).rglob("cache-*.arrow"))  # maps of a folder dataset write elsewhere
+
+
+def test_cache_logits_across_tokenizers_then_train(assets, other_tokenizer, capsys, tmp_path):
+    """`cache-logits --student_tokenizer`: a teacher with another tokenizer writes a cache for the student, which
+    `train --cross_tokenizer uld` reads without the teacher; the provenance names both tokenizers."""
+    from hf_distill.fingerprints import tokenizer_hash
+
+    teacher = tiny.ModelFactory(other_tokenizer).save(tmp_path / "other-teacher", "llama", hidden=48, seed=2)
+    code, out, err = _run(["cache-logits", "--teacher", teacher, "--student_tokenizer", assets["student"],
+                           "--dataset_name", assets["data"], "--logits_dir", str(tmp_path / "logits"),
+                           "--top_k", "8", "--max_length", "64"], capsys)
+    assert code == 0, err
+    code, _, err = _run(["train", "--model_name_or_path", assets["student"],
+                         "--dataset_name", str(tmp_path / "logits"), "--cross_tokenizer", "uld",
+                         "--output_dir", str(tmp_path / "s"), "--max_steps", "1",
+                         "--report_to", "none", "--save_strategy", "no", "--max_length", "64", "--use_cpu", "true"],
+                        capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "s" / "distillation_provenance.json").read_text())["cross_tokenizer"]
+    assert record["method"] == "uld" and record["teacher_tokenizer"]["sha256"] == tokenizer_hash(other_tokenizer)

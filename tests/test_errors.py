@@ -133,8 +133,9 @@ class Env:
 class Assets:
     """Module-wide inputs that cost a second or two to build; each is built on first use."""
 
-    def __init__(self, root: Path, tokenizer, model_factory):
+    def __init__(self, root: Path, tokenizer, model_factory, other_tokenizer=None):
         self.root, self.tokenizer, self.models = root, tokenizer, model_factory
+        self.other_tokenizer = other_tokenizer
 
     @cached_property
     def teacher(self):
@@ -158,9 +159,17 @@ class Assets:
                                     output_dir=self.root / "cache", top_k=8)
 
 
+    @cached_property
+    def cross_cached(self) -> Dataset:
+        """A cache across tokenizers: a teacher with `other_tokenizer`, written for the `tokenizer` student."""
+        teacher = tiny.ModelFactory(self.other_tokenizer)("llama", hidden=32, seed=2).eval()
+        return cache_teacher_logits(teacher, tiny.prompt_completion_dataset(4), tokenizer=self.other_tokenizer,
+                                    student_tokenizer=self.tokenizer, output_dir=self.root / "cross_cache", top_k=8)
+
+
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory, tokenizer, model_factory):
-    return Assets(tmp_path_factory.mktemp("errors"), tokenizer, model_factory)
+def assets(tmp_path_factory, tokenizer, model_factory, other_tokenizer):
+    return Assets(tmp_path_factory.mktemp("errors"), tokenizer, model_factory, other_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -565,7 +574,31 @@ CASES = [
          CrossTokenizerError, "a served teacher (vLLM/SGLang) returns top-k log-probabilities over its own tokens"),
     Case("E-XTOK-CACHED", lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cached,
                                                          args=_args(env, cross_tokenizer="uld")),
-         CrossTokenizerError, "a dataset of cached teacher logits cannot be distilled across tokenizers yet"),
+         CrossTokenizerError, "with a cached teacher needs a cache written across tokenizers, and this one was "
+                              "written with one tokenizer for both models"),
+    Case("E-XTOK-CACHE-UNSET",
+         lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cross_cached),
+         CachedDatasetError, "The training data is a cross-tokenizer cache (written with `student_tokenizer=`"),
+    Case("E-XTOK-CACHE-STUDENT",
+         lambda env: env.trainer(model=tiny.ModelFactory(env.other_tokenizer)("llama", hidden=16, layers=1),
+                                 teacher_model=None, train_dataset=env.assets.cross_cached,
+                                 processing_class=env.other_tokenizer, args=_args(env, cross_tokenizer="uld")),
+         CachedDatasetError, "cross-tokenizer cache was written for another student tokenizer"),
+    Case("E-XTOK-CACHE-TEACHER",
+         lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cross_cached,
+                                        teacher_processing_class=env.tokenizer,
+                                        args=_args(env, cross_tokenizer="span")),
+         CrossTokenizerError, "was written with a teacher tokenizer of hash"),
+    Case("E-XTOK-CACHE-SPAN-TOKENIZER",
+         lambda env: env.before_loading(teacher_model=None, train_dataset=env.assets.cross_cached,
+                                        args=_args(env, cross_tokenizer="span")),
+         CrossTokenizerError, "`cross_tokenizer='span'` (--cross_tokenizer) with a cached teacher needs the "
+                              "teacher's tokenizer"),
+    Case("E-XTOK-CACHE-DATA",
+         lambda env: cache_teacher_logits(env.assets.teacher, tiny.text_dataset(4), tokenizer=env.other_tokenizer,
+                                          student_tokenizer=env.tokenizer, output_dir=env.tmp_path / "c"),
+         CacheSettingsError, "`student_tokenizer=` (a cache across tokenizers) cannot be used here: the dataset "
+                             "has columns ['text']"),
     Case("E-XTOK-DATA-FORMAT", lambda env: env.before_loading(train_dataset=tiny.text_dataset(4),
                                                               args=_args(env, cross_tokenizer="span")),
          CrossTokenizerError, "matching positions by text needs `prompt` and `completion` columns"),
@@ -613,6 +646,10 @@ CASES = [
          lambda env: _cli(env, "generate", "--teacher", "t", "--dataset_name", "d", "--output_dir", "o",
                           "--teacher_model_init_kwargs", "{bad"),
          CliUsageError, "--teacher_model_init_kwargs is not a JSON object"),
+    Case("E-CLI-STUDENT-TOKENIZER",
+         lambda env: _cli(env, "cache-logits", "--teacher", "t", "--dataset_name", "d", "--output_dir", "o",
+                          "--student_tokenizer", str(env.tmp_path)),
+         CliUsageError, "holds no tokenizer: give the Hub id or folder of the student's tokenizer"),
     Case("E-CLI-RECIPE-MISSING", lambda env: _cli(env, "train", "--config", str(env.tmp_path / "missing.yaml")),
          RecipeError, "missing.yaml' does not exist"),
     Case("E-CLI-RECIPE-KEY", lambda env: _recipe(env, {"divergenc": "jsd", "output_dir": "o"}), RecipeError,

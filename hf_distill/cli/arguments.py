@@ -179,6 +179,12 @@ class CacheLogitsArguments(RowLimitArguments, DatasetPushArguments, DatasetArgum
     tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer to tokenize with (the student's); defaults to the teacher's."}
     )
+    student_tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or folder of the student's tokenizer when it differs from the teacher's: the "
+                          "teacher reads its own tokenization, matched by text to the student's (train with "
+                          "--cross_tokenizer)."},
+    )
     logits_dir: str | None = field(
         default=None,
         metadata={"help": "Folder for the cached dataset (required, or --output_dir). A recipe shared with `train` "

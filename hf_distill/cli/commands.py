@@ -215,12 +215,16 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
     args.output_dir = args.logits_dir or args.output_dir  # the recipe key wins: its output_dir is the student's
     require(args, "teacher", "dataset_name", "output_dir", command="cache-logits")
     check_hub_reachable({"--teacher": args.teacher, "--tokenizer": args.tokenizer,
-                         "--dataset_name": args.dataset_name})
+                         "--student_tokenizer": args.student_tokenizer, "--dataset_name": args.dataset_name})
     _check_dataset_push(args)
     model_kwargs = _json_kwargs(args.teacher_model_init_kwargs, "--teacher_model_init_kwargs")
     # The teacher's own tokenizer is fetched like the teacher; None (no tokenizer files) is refused by the cache.
     located = {} if args.tokenizer else hub_kwargs(model_kwargs)
     tokenizer = find_tokenizer(args.tokenizer or args.teacher, **located)
+    student_tokenizer = find_tokenizer(args.student_tokenizer) if args.student_tokenizer else None
+    if args.student_tokenizer and student_tokenizer is None:
+        raise CliUsageError(f"--student_tokenizer {args.student_tokenizer!r} holds no tokenizer: give the Hub id or "
+                            "folder of the student's tokenizer (or of the student, saved with it).")
     cached = cache_teacher_logits(
         args.teacher,
         load_dataset_argument(args, args.dataset_train_split),
@@ -232,9 +236,10 @@ def run_cache_logits(args: CacheLogitsArguments) -> int:
         shard_size=args.shard_size,
         model_kwargs=model_kwargs,
         max_rows=args.max_rows,
+        student_tokenizer=student_tokenizer,
     )
     print(f"{len(cached)} rows of top-{args.top_k} teacher log-probabilities written to {args.output_dir}")
-    _push_dataset(args, tokenizer=tokenizer)  # the cache holds token ids: decoded for the scan
+    _push_dataset(args, tokenizer=student_tokenizer or tokenizer)  # the cache holds token ids: decoded for the scan
     return 0
 
 

@@ -85,6 +85,10 @@ class CacheInfo:
     hf_distill_version: str = ""
     #: the GGUF file the teacher was dequantised from (name, sha256, quantisation type), if it was
     teacher_gguf: dict | None = None
+    #: set when the teacher read its own tokenization (`cache_teacher_logits(..., student_tokenizer=)`): the two
+    #: tokenizers (`student_tokenizer`, `teacher_tokenizer`: class, vocab_size, sha256, chat_template_sha256); the
+    #: blobs then hold teacher ids at the student positions matched by text, and `tokenizer_hash` is the student's.
+    cross_tokenizer: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -105,8 +109,9 @@ class CacheInfo:
         }
 
 
-def check_tokenizer_hash(dataset, tokenizer, *, dataset_name: str = "train") -> None:
-    """Raise [`CachedDatasetError`] unless every row was tokenized by a tokenizer with the student's vocabulary."""
+def check_tokenizer_hash(dataset, tokenizer, *, dataset_name: str = "train", cross_tokenizer: bool = False) -> None:
+    """Raise [`CachedDatasetError`] unless every row was tokenized by a tokenizer with the student's vocabulary
+    (`cross_tokenizer`: the cache pairs a teacher's tokenizer with a student's, and names the fix for that)."""
     hashes = dataset.unique(TOKENIZER_HASH_COLUMN) if TOKENIZER_HASH_COLUMN in dataset.column_names else []
     expected = tokenizer_hash(tokenizer)
     if not hashes:
@@ -116,6 +121,14 @@ def check_tokenizer_hash(dataset, tokenizer, *, dataset_name: str = "train") -> 
             "`hf_distill.data.cache_teacher_logits`."
         )
     wrong = [value for value in hashes if value != expected]
+    if wrong and cross_tokenizer:
+        raise CachedDatasetError(
+            f"The {dataset_name} dataset's cross-tokenizer cache was written for another student tokenizer (hash "
+            f"{wrong[0][:16]}...) than this student's ({expected[:16]}...): its rows and matched positions are "
+            "another tokenization's. Train the student the cache was written for (`processing_class=`), or re-create "
+            "it with `cache_teacher_logits(teacher, rows, tokenizer=teacher_tokenizer, "
+            "student_tokenizer=student_tokenizer)`."
+        )
     if wrong:
         raise CachedDatasetError(
             f"The {dataset_name} dataset's teacher logits were cached with another tokenizer (tokenizer hash "

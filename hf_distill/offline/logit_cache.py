@@ -30,6 +30,7 @@ from ..formats.tokenization import tokenize_like_sft
 from ..heads import OutputHead, backbone_hidden_states, unwrap_model
 from ..nonfinite import check_teacher_finite
 from ..privacy import scan_dataset
+from ..teachers.cross_tokenizer import STUDENT_POSITIONS, TEACHER_IDS, TEACHER_POSITIONS, tokenize_pair
 from ..vocabulary import check_shared_vocabulary, find_tokenizer, hub_kwargs
 from .card import write_dataset_card
 from .served_scorer import ServedScorer, as_served_teacher
@@ -76,6 +77,7 @@ def cache_teacher_logits(
     shard_size: int = 1000,
     model_kwargs: dict | None = None,
     max_rows: int | None = None,
+    student_tokenizer=None,
 ) -> Dataset:
     """Score `dataset` with the teacher once and store its top-k log-probabilities per training position.
 
@@ -99,6 +101,10 @@ def cache_teacher_logits(
         shard_size (`int`, *optional*, defaults to `1000`): rows per shard (the unit of resuming and of work split).
         model_kwargs (`dict`, *optional*): `from_pretrained` keyword arguments when `teacher` is an id or path.
         max_rows (`int`, *optional*): score only the first `max_rows` rows of `dataset` (a quick look).
+        student_tokenizer (*optional*): the student's tokenizer when it differs from the teacher's (`tokenizer` is
+            then the teacher's own): each prompt/completion row is tokenized for both models and matched by text as
+            `cross_tokenizer=` does in training, and the teacher's top-k at each matched teacher position is stored
+            at the paired student position (`input_ids` are the student's). Train with `cross_tokenizer=`.
 
     Returns:
         `Dataset` with columns `input_ids`, `completion_mask`, `teacher_topk`, `tokenizer_hash`; also saved in
@@ -117,6 +123,8 @@ def cache_teacher_logits(
     check_shard_size(shard_size)
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     served = as_served_teacher(teacher, top_k)
+    if student_tokenizer is not None:
+        _check_cross_tokenizer(dataset, student_tokenizer, served=served is not None)
     if served is not None:
         provenance, vocab_size, make_scorer = _served_teacher(served, tokenizer, top_k=top_k)
     else:
@@ -127,12 +135,18 @@ def cache_teacher_logits(
         teacher=provenance.name, teacher_revision=provenance.revision, top_k=top_k, vocab_size=vocab_size,
         encoding={"name": CODEC_NAME, "sqrt_levels": codec.sqrt_levels, "log_levels": codec.log_levels,
                   "log_step": codec.log_step},
-        tokenizer_hash=tokenizer_hash(tokenizer), chat_template_hash=chat_template_hash(tokenizer),
+        tokenizer_hash=tokenizer_hash(student_tokenizer or tokenizer),
+        chat_template_hash=chat_template_hash(student_tokenizer or tokenizer),
         max_length=max_length, batch_size=batch_size, shard_size=shard_size, hf_distill_version=__version__,
         teacher_gguf=provenance.gguf,
+        cross_tokenizer=_cross_tokenizer_record(student_tokenizer, tokenizer),
     )
     scorer = make_scorer(codec)
-    work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
+    if student_tokenizer is not None:
+        work = partial(_cache_cross_tokenizer_shard, tokenizer=student_tokenizer, teacher_tokenizer=tokenizer,
+                       scorer=scorer, info=info, batch_size=batch_size)
+    else:
+        work = partial(_cache_shard, tokenizer=tokenizer, scorer=scorer, info=info, batch_size=batch_size)
     finalize = partial(_finalize, info=info, output_dir=output_dir, source=dataset)
     return run_sharded(
         dataset, output_dir, kind="teacher-logits", settings=info.settings(), shard_size=shard_size, work=work,
@@ -204,6 +218,36 @@ def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_leng
         raise CacheSettingsError("Invalid cache_teacher_logits arguments:\n" + "\n".join(f"- {p}" for p in problems))
 
 
+def _check_cross_tokenizer(dataset, student_tokenizer, *, served: bool) -> None:
+    """What `student_tokenizer=` needs, before the teacher is loaded."""
+    problems = []
+    if served:
+        problems.append("a served teacher scores the ids it is sent, not its own tokenization: give the teacher as a "
+                        "model, id or path")
+    columns = getattr(dataset, "column_names", None) or []
+    if not {"prompt", "completion"} <= set(columns):
+        problems.append(f"the dataset has columns {sorted(columns)}; matching positions by text needs `prompt` and "
+                        "`completion` columns (plain text or conversational)")
+    if getattr(student_tokenizer, "eos_token_id", None) is None:
+        problems.append("the student's tokenizer has no EOS token (its rows end with it, as in training)")
+    if problems:
+        raise CacheSettingsError("`student_tokenizer=` (a cache across tokenizers) cannot be used here: "
+                                 + "; ".join(problems) + ".")
+
+
+def _cross_tokenizer_record(student_tokenizer, teacher_tokenizer) -> dict | None:
+    if student_tokenizer is None:
+        return None
+    return {"student_tokenizer": _tokenizer_record(student_tokenizer),
+            "teacher_tokenizer": _tokenizer_record(teacher_tokenizer)}
+
+
+def _tokenizer_record(tokenizer) -> dict:
+    """Class, size and hashes of a tokenizer, as the student's provenance records them."""
+    return {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer), "sha256": tokenizer_hash(tokenizer),
+            "chat_template_sha256": chat_template_hash(tokenizer)}
+
+
 def _pad_id(tokenizer) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return 0 if pad is None else pad
@@ -217,34 +261,35 @@ class _Scorer:
         self.top_k, self.pad_token_id = top_k, pad_token_id
         self.device = next(model.parameters()).device
 
-    @torch.no_grad()
     def __call__(self, input_ids: list[list[int]], completion_masks: list[list[int]]) -> list[bytes]:
+        # Position t predicts token t + 1: cache it when that token is trained on.
+        covered = [np.asarray([*mask[1:], 0], dtype=bool) for mask in completion_masks]
+        return [self.codec.encode(*scores, mask) for scores, mask in zip(self.score(input_ids, covered), covered,
+                                                                          strict=True)]
+
+    @torch.no_grad()
+    def score(self, input_ids: list[list[int]], positions: list[np.ndarray]) -> list[tuple]:
+        """Per row, the top-k `(ids, log_probs, tails)` arrays at the positions where `positions[row]` is True."""
         length = max(len(ids) for ids in input_ids)
         batch = torch.full((len(input_ids), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(batch)
         covered = torch.zeros_like(batch, dtype=torch.bool)
-        for row, (ids, mask) in enumerate(zip(input_ids, completion_masks, strict=True)):
+        for row, (ids, mask) in enumerate(zip(input_ids, positions, strict=True)):
             batch[row, : len(ids)] = torch.tensor(ids)
             attention[row, : len(ids)] = 1
-            # Position t predicts token t + 1: cache it when that token is trained on.
-            covered[row, : len(ids) - 1] = torch.tensor(mask[1:], dtype=torch.bool)
+            covered[row, : len(ids)] = torch.from_numpy(np.asarray(mask, dtype=bool))
         hidden = backbone_hidden_states(
             self.model, input_ids=batch.to(self.device), attention_mask=attention.to(self.device)
         )[covered.to(self.device)]
         check_teacher_finite(hidden, dtype=hidden.dtype, what="final hidden states (while caching its logits)",
                              fix_flag="`model_kwargs={'dtype': 'bfloat16'}`, --teacher_model_init_kwargs")
         token_ids, log_probs, tails = self._topk(hidden)
-        blobs, start = [], 0
-        for row, ids in enumerate(input_ids):
-            count = int(covered[row].sum())
-            stop = start + count
-            blobs.append(
-                self.codec.encode(
-                    token_ids[start:stop], log_probs[start:stop], tails[start:stop], covered[row, : len(ids)].numpy()
-                )
-            )
+        scores, start = [], 0
+        for row in range(len(input_ids)):
+            stop = start + int(covered[row].sum())
+            scores.append((token_ids[start:stop], log_probs[start:stop], tails[start:stop]))
             start = stop
-        return blobs
+        return scores
 
     def _topk(self, hidden: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chunk = max(1, _MAX_LOGIT_ELEMENTS // self.head.vocab_size)
@@ -271,6 +316,31 @@ def _cache_shard(rows: Dataset, shard: Shard, *, tokenizer, scorer: _Scorer, inf
     return Dataset.from_dict(columns, features=cache_features())
 
 
+def _cache_cross_tokenizer_shard(rows: Dataset, shard: Shard, *, tokenizer, teacher_tokenizer, scorer: _Scorer,
+                                  info: CacheInfo, batch_size: int):
+    """Rows tokenized for both models and matched by text (as `cross_tokenizer=` does in training); the teacher
+    scores its own ids, and its top-k at each matched teacher position is stored at the paired student position."""
+    tokenized = rows.map(tokenize_pair, remove_columns=rows.column_names, fn_kwargs={
+        "tokenizer": tokenizer, "teacher_tokenizer": teacher_tokenizer, "max_length": info.max_length})
+    blobs = []
+    for start in range(0, len(tokenized), batch_size):
+        batch = tokenized[start : start + batch_size]
+        teacher_at = [np.isin(np.arange(len(ids)), at) for ids, at in zip(batch[TEACHER_IDS], batch[TEACHER_POSITIONS],
+                                                                          strict=True)]
+        student_at = [np.isin(np.arange(len(ids)), at) for ids, at in zip(batch["input_ids"], batch[STUDENT_POSITIONS],
+                                                                          strict=True)]
+        # Both position lists increase together (spans are in text order): row i of the scores is pair i.
+        scores = scorer.score(batch[TEACHER_IDS], teacher_at)
+        blobs.extend(scorer.codec.encode(*row, mask) for row, mask in zip(scores, student_at, strict=True))
+    columns = {
+        "input_ids": tokenized["input_ids"],
+        "completion_mask": tokenized["completion_mask"],
+        TOPK_COLUMN: blobs,
+        TOKENIZER_HASH_COLUMN: [info.tokenizer_hash] * len(tokenized),
+    }
+    return Dataset.from_dict(columns, features=cache_features())
+
+
 def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir, source: Dataset) -> Dataset:
     """Count what the dataset holds, record it in the dataset's info and card (with a privacy scan of the source
     text, which the cache holds as token ids)."""
@@ -284,6 +354,9 @@ def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir, source: Dataset)
     info.num_cached_positions = int(
         (pc.sum(pc.list_flatten(masks)).as_py() or 0) - (pc.sum(pc.list_element(masks, 0)).as_py() or 0)
     )
+    if info.cross_tokenizer:  # only the positions matched by text hold targets
+        info.num_cached_positions = sum(int(TopKCodec.unpack(blob)[1].covered.sum())
+                                        for blob in table.column(TOPK_COLUMN).to_pylist())
     info.num_topk_bytes = int(pc.sum(pc.binary_length(table.column(TOPK_COLUMN))).as_py() or 0)
     dataset.info.description = info.to_json()
     per_position = info.num_topk_bytes / max(info.num_cached_positions, 1)
@@ -296,6 +369,9 @@ def _finalize(dataset: Dataset, *, info: CacheInfo, output_dir, source: Dataset)
             f"`{CODEC_NAME}` ({per_position:.1f} bytes per position). Train a student without the teacher: "
             "`DistillationTrainer(model=student, teacher_model=None, train_dataset=dataset)`; the student must use "
             f"a tokenizer with hash `{info.tokenizer_hash[:16]}...`."
+            + (" Written across tokenizers (the top-k ids are the teacher's own tokens, at the student positions "
+               "matched by text): train with `DistillationConfig(cross_tokenizer='uld' or 'span')`."
+               if info.cross_tokenizer else "")
         ),
         function="hf_distill.data.cache_teacher_logits",
         settings={**info.settings(), **{k: getattr(info, k) for k in (

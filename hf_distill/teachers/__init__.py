@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import TeacherHidden, TeacherSetupError, TeacherSource, TeacherTargets, TeacherTopK, TeacherTypeError
+from .cached_cross_tokenizer import CachedCrossTokenizerTeacher
 from .cached_topk import CachedTopKTeacher
 from .cross_tokenizer import CrossTokenizerTeacher
 from .local_model import LocalModelTeacher, align_vocabularies, load_teacher_model  # noqa: F401 (see above)
@@ -20,6 +21,7 @@ from .served import ServedTeacher
 
 __all__ = [
     "TEACHER_SOURCES",
+    "CachedCrossTokenizerTeacher",
     "CachedTopKTeacher",
     "CrossTokenizerTeacher",
     "LocalModelTeacher",
@@ -46,7 +48,8 @@ def _local_model(teacher_model, args, dataset_columns, **kwargs) -> TeacherSourc
 
 
 TEACHER_SOURCES: list[Callable[..., TeacherSource | None]] = [
-    CrossTokenizerTeacher.from_trainer_inputs,  # first: `cross_tokenizer=` decides how any teacher is read
+    CachedCrossTokenizerTeacher.from_trainer_inputs,  # `cross_tokenizer=` on a cache written across tokenizers
+    CrossTokenizerTeacher.from_trainer_inputs,  # then `cross_tokenizer=` decides how any other teacher is read
     ServedTeacher.from_trainer_inputs,  # before the local model: a URL is not a path
     _local_model,
     CachedTopKTeacher.from_trainer_inputs,

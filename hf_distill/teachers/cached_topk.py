@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..fingerprints import TeacherProvenance
-from ..formats.cache import TOKENIZER_HASH_COLUMN, TOPK_COLUMN, CacheInfo, expand_blob, is_cached_dataset
+from ..formats.cache import (
+    TOKENIZER_HASH_COLUMN,
+    TOPK_COLUMN,
+    CachedDatasetError,
+    CacheInfo,
+    expand_blob,
+    is_cached_dataset,
+)
 from ..losses.sparse import SparseTeacherError
 from ..vocabulary import tokenizer_rows
 from .base import TeacherSource, TeacherTopK
@@ -25,6 +32,12 @@ __all__ = ["CachedTopKTeacher"]
 IDS_COLUMN = "teacher_topk_ids"
 LOG_PROBS_COLUMN = "teacher_topk_log_probs"
 TAIL_COLUMN = "teacher_topk_tail_log_probs"
+
+
+def provenance_of(cache: CacheInfo) -> TeacherProvenance:
+    """The model that wrote a cache, as its info records it (for the student's provenance and card)."""
+    return TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved",
+                             gguf=cache.teacher_gguf)
 
 
 class CachedTopKTeacher(TeacherSource):
@@ -62,8 +75,13 @@ class CachedTopKTeacher(TeacherSource):
         cache = CacheInfo.from_json(info.description or "") if info is not None else None
         if cache is None:
             return cls()
-        return cls(TeacherProvenance(name=cache.teacher, revision=cache.teacher_revision or "unresolved",
-                                     gguf=cache.teacher_gguf))
+        if cache.cross_tokenizer:  # its ids are the teacher's own: read as the student's they would be other tokens
+            raise CachedDatasetError(
+                "The training data is a cross-tokenizer cache (written with `student_tokenizer=`: its top-k ids are "
+                "the teacher's own tokens), but `cross_tokenizer` (--cross_tokenizer) is unset. Set "
+                "`cross_tokenizer='uld'` or `'span'`."
+            )
+        return cls(provenance_of(cache))
 
     def setup(self, trainer: DistillationTrainer) -> None:
         # The cache holds the teacher's distribution over the tokenizer's ids: normalise the student over the same.
@@ -86,7 +104,7 @@ class CachedTopKTeacher(TeacherSource):
         output[TAIL_COLUMN] = [row[2] for row in expanded]
         return output
 
-    def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherTopK:
+    def check_decoded(self, inputs: dict[str, torch.Tensor]) -> None:
         missing = [column for column in self.collator_columns if column not in inputs]
         if missing:
             raise SparseTeacherError(
@@ -94,6 +112,9 @@ class CachedTopKTeacher(TeacherSource):
                 "preparation of a cached dataset: do not set `dataset_kwargs={'skip_prepare_dataset': True}` or a "
                 "custom `data_collator` that drops them."
             )
+
+    def targets(self, inputs: dict[str, torch.Tensor], position_mask: torch.Tensor) -> TeacherTopK:
+        self.check_decoded(inputs)
         log_probs = inputs[LOG_PROBS_COLUMN][:, :-1][position_mask]
         if torch.isneginf(log_probs).all(-1).any():
             raise SparseTeacherError(

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrossTokenizerError", "CrossTokenizerTargets", "CrossTokenizerTeacher"]
+__all__ = [
+    "CrossTokenizerError", "CrossTokenizerTargets", "CrossTokenizerTeacher", "tokenize_pair", "vocabulary_pairs",
+]
 
 #: Columns the rows carry for the teacher, with the collator's padding values.
 TEACHER_IDS, TEACHER_MASK = "teacher_input_ids", "teacher_attention_mask"
@@ -105,6 +107,16 @@ def tokenize_pair(row, *, tokenizer, teacher_tokenizer, max_length: int | None) 
     }
 
 
+def vocabulary_pairs(tokenizer, teacher_tokenizer, *, student_vocab: int, teacher_vocab: int) -> VocabularyPairs:
+    """The shared vocabulary of the two tokenizers, plus the two EOS tokens paired (both end the text)."""
+    student_ids, teacher_ids = shared_vocabulary(tokenizer, teacher_tokenizer)
+    student_eos, teacher_eos = tokenizer.eos_token_id, teacher_tokenizer.eos_token_id
+    if student_eos is not None and student_eos not in student_ids and teacher_eos not in teacher_ids:
+        student_ids, teacher_ids = [*student_ids, student_eos], [*teacher_ids, teacher_eos]
+    return VocabularyPairs.from_lists(student_ids, teacher_ids, student_vocab=student_vocab,
+                                      teacher_vocab=teacher_vocab)
+
+
 class CrossTokenizerTeacher(LocalModelTeacher):
     """A frozen causal LM whose tokenizer differs from the student's, distilled at positions matched by text.
 
@@ -160,12 +172,8 @@ class CrossTokenizerTeacher(LocalModelTeacher):
         student_tokens = tokenizer_rows(trainer.tokenizer, trainer.student_head.num_rows)
         teacher_tokens = tokenizer_rows(self.teacher_tokenizer, self.head.num_rows, who="teacher")
         trainer.student_head.vocab_size, self.head.vocab_size = student_tokens, teacher_tokens
-        student_ids, teacher_ids = shared_vocabulary(trainer.tokenizer, self.teacher_tokenizer)
-        student_eos, teacher_eos = trainer.tokenizer.eos_token_id, self.teacher_tokenizer.eos_token_id
-        if student_eos is not None and student_eos not in student_ids and teacher_eos not in teacher_ids:
-            student_ids, teacher_ids = [*student_ids, student_eos], [*teacher_ids, teacher_eos]  # both end the text
-        self.pairs = VocabularyPairs.from_lists(student_ids, teacher_ids, student_vocab=student_tokens,
-                                                teacher_vocab=teacher_tokens).to(trainer.accelerator.device)
+        self.pairs = vocabulary_pairs(trainer.tokenizer, self.teacher_tokenizer, student_vocab=student_tokens,
+                                      teacher_vocab=teacher_tokens).to(trainer.accelerator.device)
         logger.info("Distilling across tokenizers (%s): %d of the student's %d tokens and of the teacher's %d share "
                     "their text.", trainer.args.cross_tokenizer, len(self.pairs.student_ids), student_tokens,
                     teacher_tokens)
@@ -203,8 +211,8 @@ class CrossTokenizerTeacher(LocalModelTeacher):
             problems.append("a served teacher (vLLM/SGLang) returns top-k log-probabilities over its own tokens for "
                             "the student's token ids, which it cannot read; give the teacher as a model, id or path")
         if teacher is None:
-            problems.append("there is no live teacher (`teacher_model=`, --teacher_model_name_or_path); a dataset of "
-                            "cached teacher logits cannot be distilled across tokenizers yet")
+            problems.append("there is no live teacher (`teacher_model=`, --teacher_model_name_or_path) and no "
+                            "cached cross-tokenizer teacher (`cache_teacher_logits(..., student_tokenizer=)`)")
         if dataset_columns and not {"prompt", "completion"} <= set(dataset_columns):
             problems.append(f"the training data has columns {sorted(dataset_columns)}; matching positions by text "
                             "needs `prompt` and `completion` columns (plain text or conversational)")

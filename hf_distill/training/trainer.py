@@ -272,7 +272,8 @@ class DistillationTrainer(CheckpointingMixin, TokenStatsMixin, SFTTrainer):
         if problems:
             raise CachedDatasetError(f"The {dataset_name} dataset carries cached teacher logits, but " + "; ".join(
                 problems) + ".")
-        check_tokenizer_hash(dataset, self._tokenizer, dataset_name=dataset_name)
+        check_tokenizer_hash(dataset, self._tokenizer, dataset_name=dataset_name,
+                             cross_tokenizer=args.cross_tokenizer is not None)
         check_cached_targets(dataset, dataset_name=dataset_name)
         return dataset.map(
             prepare_cached_rows,

@@ -99,8 +99,12 @@ def cross_tokenizer_record(trainer: Any) -> dict[str, Any]:
     method = getattr(trainer.args, "cross_tokenizer", None)
     if method is None:
         return {}
+    teacher = tokenizer_hashes(trainer.teacher.teacher_tokenizer)
+    cache = getattr(trainer.teacher, "cache", None)  # a cached teacher without its tokenizer: as the cache records
+    if not teacher and cache is not None and cache.cross_tokenizer:
+        teacher = dict(cache.cross_tokenizer["teacher_tokenizer"])
     return {"method": method, "student_tokenizer": tokenizer_hashes(trainer.processing_class),
-            "teacher_tokenizer": tokenizer_hashes(trainer.teacher.teacher_tokenizer)}
+            "teacher_tokenizer": teacher}
 
 
 def weight_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
