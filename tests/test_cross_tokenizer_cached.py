@@ -7,20 +7,23 @@ bucket)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.data import cache_teacher_logits
+from hf_distill.data import cache_teacher_logits, decode_topk
 from hf_distill.fingerprints import tokenizer_hash
-from hf_distill.formats.cache import CacheInfo
+from hf_distill.formats.cache import TOPK_COLUMN, CacheInfo
 from hf_distill.losses.cross_tokenizer import cross_tokenizer_kd_terms
 from hf_distill.losses.cross_tokenizer_topk import cross_tokenizer_topk_kd_terms
 from hf_distill.losses.terms import LossSettings
 from hf_distill.offline.logit_cache import topk_log_probs
 from hf_distill.publish.provenance.collect import cross_tokenizer_record
+from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.cached_topk import LOG_PROBS_COLUMN
 from tests import tiny
+from tests.served_teacher_server import TeacherServer
 from tests.test_cross_tokenizer_loss import STUDENT_VOCAB, TEACHER_VOCAB, _heads, _pairs, uld_reference
 from tests.test_losses import REFERENCES
 
@@ -188,3 +191,40 @@ def test_cached_first_loss_equals_the_live_loss(tmp_path, tokenizer, teacher_tok
     record = cross_tokenizer_record(offline)  # the provenance names both tokenizers, from the cache if need be
     assert record["method"] == method and record["teacher_tokenizer"]["sha256"] == tokenizer_hash(teacher_tokenizer)
     assert record["student_tokenizer"]["sha256"] == tokenizer_hash(tokenizer)
+
+
+@pytest.mark.parametrize("kind", ["vllm", "sglang"])
+def test_a_served_teacher_writes_the_in_process_cross_tokenizer_cache(tmp_path, tokenizer, teacher_tokenizer, kind):
+    """The local vLLM/SGLang-speaking server, backed by the teacher, scores the teacher's own ids: its cache across
+    tokenizers holds the in-process cache's top-k at the same student positions (same ids, same values to the
+    float32 rounding of the server's log-softmax), and trains to the same first-step loss."""
+    folder = tiny.ModelFactory(teacher_tokenizer).save(tmp_path / "teacher", "llama", hidden=48, seed=2)
+    data, k = tiny.prompt_completion_dataset(6, seed=4), 8
+    settings = dict(tokenizer=teacher_tokenizer, student_tokenizer=tokenizer, top_k=k, batch_size=4, max_length=64)
+    local = cache_teacher_logits(folder, data, output_dir=tmp_path / "local", **settings)
+    server = TeacherServer(folder)
+    try:
+        served = cache_teacher_logits(ServedTeacher(server.url, kind=kind, top_k=k), data,
+                                      output_dir=tmp_path / "served", **settings)
+    finally:
+        server.stop()
+
+    assert served["input_ids"] == local["input_ids"] and served["completion_mask"] == local["completion_mask"]
+    for served_blob, local_blob in zip(served[TOPK_COLUMN], local[TOPK_COLUMN], strict=True):
+        ours, reference = decode_topk(served_blob), decode_topk(local_blob)
+        assert ours.covered.any()
+        np.testing.assert_array_equal(ours.covered, reference.covered)
+        np.testing.assert_array_equal(ours.token_ids, reference.token_ids)
+        np.testing.assert_allclose(ours.log_probs, reference.log_probs, atol=1e-3)
+        np.testing.assert_allclose(ours.tail_log_probs, reference.tail_log_probs, atol=1e-3)
+    served_info, local_info = (CacheInfo.from_json(cache.info.description) for cache in (served, local))
+    assert served_info.cross_tokenizer == local_info.cross_tokenizer
+    assert served_info.num_cached_positions == local_info.num_cached_positions
+
+    def first_loss(cache, name):
+        return _first_loss(DistillationTrainer(
+            model=tiny.ModelFactory(tokenizer)("llama", hidden=32, layers=2, seed=0), teacher_model=None,
+            args=_args(tmp_path / name, "span"), train_dataset=cache, processing_class=tokenizer,
+            teacher_processing_class=teacher_tokenizer))
+
+    assert first_loss(served, "from-served") == pytest.approx(first_loss(local, "from-local"), rel=1e-4)

@@ -104,7 +104,8 @@ def cache_teacher_logits(
         student_tokenizer (*optional*): the student's tokenizer when it differs from the teacher's (`tokenizer` is
             then the teacher's own): each prompt/completion row is tokenized for both models and matched by text as
             `cross_tokenizer=` does in training, and the teacher's top-k at each matched teacher position is stored
-            at the paired student position (`input_ids` are the student's). Train with `cross_tokenizer=`.
+            at the paired student position (`input_ids` are the student's). Train with `cross_tokenizer=`. A served
+            teacher scores the teacher's ids built here (its `/tokenize` must match `tokenizer`).
 
     Returns:
         `Dataset` with columns `input_ids`, `completion_mask`, `teacher_topk`, `tokenizer_hash`; also saved in
@@ -124,7 +125,7 @@ def cache_teacher_logits(
     _check_settings(dataset, tokenizer, top_k=top_k, batch_size=batch_size, max_length=max_length)
     served = as_served_teacher(teacher, top_k)
     if student_tokenizer is not None:
-        _check_cross_tokenizer(dataset, student_tokenizer, served=served is not None)
+        _check_cross_tokenizer(dataset, student_tokenizer)
     if served is not None:
         provenance, vocab_size, make_scorer = _served_teacher(served, tokenizer, top_k=top_k)
     else:
@@ -218,12 +219,9 @@ def _check_settings(dataset, tokenizer, *, top_k: int, batch_size: int, max_leng
         raise CacheSettingsError("Invalid cache_teacher_logits arguments:\n" + "\n".join(f"- {p}" for p in problems))
 
 
-def _check_cross_tokenizer(dataset, student_tokenizer, *, served: bool) -> None:
-    """What `student_tokenizer=` needs, before the teacher is loaded."""
+def _check_cross_tokenizer(dataset, student_tokenizer) -> None:
+    """What `student_tokenizer=` needs, before the teacher is loaded (or a served one is asked anything)."""
     problems = []
-    if served:
-        problems.append("a served teacher scores the ids it is sent, not its own tokenization: give the teacher as a "
-                        "model, id or path")
     columns = getattr(dataset, "column_names", None) or []
     if not {"prompt", "completion"} <= set(columns):
         problems.append(f"the dataset has columns {sorted(columns)}; matching positions by text needs `prompt` and "

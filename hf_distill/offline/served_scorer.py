@@ -36,17 +36,25 @@ class ServedScorer:
         self.teacher, self.codec = teacher, codec
 
     def __call__(self, input_ids: list[list[int]], completion_masks: list[list[int]]) -> list[bytes]:
+        # Position t predicts token t + 1: cache it when that token is trained on (the last position never is).
+        covered = [np.asarray([*mask[1:], 0], dtype=bool) for mask in completion_masks]
+        return [self.codec.encode(*scores, mask) for scores, mask in zip(self.score(input_ids, covered), covered,
+                                                                          strict=True)]
+
+    def score(self, input_ids: list[list[int]], positions: list[np.ndarray]) -> list[tuple]:
+        """Per row, the top-k `(ids, log_probs, tails)` arrays at the positions where `positions[row]` is True (as
+        the in-process scorer gives them; the cross-tokenizer cache writer asks for the matched teacher positions)."""
         answers = self.teacher.score_rows([list(ids) for ids in input_ids])
-        blobs = []
-        for ids, mask, answer in zip(input_ids, completion_masks, answers, strict=True):
-            # Position t predicts token t + 1: cache it when that token is trained on (the last position never is).
-            covered = np.zeros(len(ids), dtype=bool)
-            covered[: len(ids) - 1] = np.asarray(mask[1:], dtype=bool)
-            keep = torch.from_numpy(covered[: len(ids) - 1])
+        scores = []
+        for ids, wanted, answer in zip(input_ids, positions, answers, strict=True):
+            wanted = np.asarray(wanted, dtype=bool)
+            # The server answers for every position but the last, which predicts no token of the row.
+            if wanted[len(ids) - 1:].any():
+                raise ValueError("the last position of a row predicts no token and has no teacher log-probs")
+            keep = torch.from_numpy(wanted[: len(ids) - 1])
             log_probs = answer.log_probs[keep]
-            blobs.append(self.codec.encode(answer.token_ids[keep].numpy(), log_probs.float().numpy(),
-                                           self._tail(log_probs).numpy(), covered))
-        return blobs
+            scores.append((answer.token_ids[keep].numpy(), log_probs.float().numpy(), self._tail(log_probs).numpy()))
+        return scores
 
     def _tail(self, log_probs: torch.Tensor) -> torch.Tensor:
         if log_probs.shape[-1] >= self.codec.vocab_size:  # the whole vocabulary: nothing outside it

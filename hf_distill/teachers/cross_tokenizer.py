@@ -209,7 +209,10 @@ class CrossTokenizerTeacher(LocalModelTeacher):
         problems = []
         if kwargs.get("teacher_server") is not None or (isinstance(teacher, str) and "://" in teacher):
             problems.append("a served teacher (vLLM/SGLang) returns top-k log-probabilities over its own tokens for "
-                            "the student's token ids, which it cannot read; give the teacher as a model, id or path")
+                            "the student's token ids, which it cannot read; give the teacher as a model, id or path, "
+                            "or let the server write a cache across tokenizers first (`cache_teacher_logits("
+                            "ServedTeacher(url, top_k=k), rows, tokenizer=teacher_tokenizer, "
+                            "student_tokenizer=student_tokenizer, ...)`) and train on it")
         if teacher is None:
             problems.append("there is no live teacher (`teacher_model=`, --teacher_model_name_or_path) and no "
                             "cached cross-tokenizer teacher (`cache_teacher_logits(..., student_tokenizer=)`)")
