@@ -22,6 +22,7 @@ from hf_distill.offline.logit_cache import topk_log_probs
 from hf_distill.publish.provenance.collect import cross_tokenizer_record
 from hf_distill.teachers import ServedTeacher
 from hf_distill.teachers.cached_topk import LOG_PROBS_COLUMN
+from hf_distill.teachers.cross_tokenizer import CrossTokenizerError
 from tests import tiny
 from tests.served_teacher_server import TeacherServer
 from tests.test_cross_tokenizer_loss import STUDENT_VOCAB, TEACHER_VOCAB, _heads, _pairs, uld_reference
@@ -228,3 +229,16 @@ def test_a_served_teacher_writes_the_in_process_cross_tokenizer_cache(tmp_path, 
             teacher_processing_class=teacher_tokenizer))
 
     assert first_loss(served, "from-served") == pytest.approx(first_loss(local, "from-local"), rel=1e-4)
+
+
+@pytest.mark.parametrize("given", ["teacher_model", "teacher_server"])
+def test_online_training_against_a_served_teacher_is_refused_with_the_cache_as_fix(tmp_path, tokenizer, given):
+    """A `ServedTeacher` object (not only its URL) is refused with `cross_tokenizer=` before anything loads, and the
+    message names the served cache across tokenizers as the way to use it."""
+    served = ServedTeacher("http://127.0.0.1:9", top_k=4)  # nothing listens: refused before any request
+    teacher = {"teacher_model": served} if given == "teacher_model" else {"teacher_model": None,
+                                                                          "teacher_server": served}
+    with pytest.raises(CrossTokenizerError, match=r"let the server write a cache across tokenizers first "
+                                                   r"\(`cache_teacher_logits\(ServedTeacher\(url, top_k=k\)"):
+        DistillationTrainer(model=str(tmp_path / "no-student"), args=_args(tmp_path, "uld"),
+                            processing_class=tokenizer, train_dataset=tiny.prompt_completion_dataset(4), **teacher)

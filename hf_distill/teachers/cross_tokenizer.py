@@ -25,6 +25,7 @@ from ..losses.terms import KDTerms, LossSettings
 from ..nonfinite import check_teacher_finite
 from ..vocabulary import find_tokenizer, hub_kwargs, tokenizer_rows
 from .local_model import TEACHER_DTYPE_FIX, LocalModelTeacher
+from .served import ServedTeacher
 
 if TYPE_CHECKING:
     from ..training.trainer import DistillationTrainer
@@ -207,7 +208,8 @@ class CrossTokenizerTeacher(LocalModelTeacher):
             return None
         teacher = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
         problems = []
-        if kwargs.get("teacher_server") is not None or (isinstance(teacher, str) and "://" in teacher):
+        served = isinstance(teacher, ServedTeacher) or (isinstance(teacher, str) and "://" in teacher)
+        if kwargs.get("teacher_server") is not None or served:
             problems.append("a served teacher (vLLM/SGLang) returns top-k log-probabilities over its own tokens for "
                             "the student's token ids, which it cannot read; give the teacher as a model, id or path, "
                             "or let the server write a cache across tokenizers first (`cache_teacher_logits("
