@@ -48,9 +48,9 @@ class ServedScorer:
         scores = []
         for ids, wanted, answer in zip(input_ids, positions, answers, strict=True):
             wanted = np.asarray(wanted, dtype=bool)
-            # The server answers for every position but the last, which predicts no token of the row.
-            if wanted[len(ids) - 1:].any():
-                raise ValueError("the last position of a row predicts no token and has no teacher log-probs")
+            # The server answers for every position but the last, which predicts no token of the row (the callers
+            # never ask for it: an internal invariant, not an input error).
+            assert not wanted[len(ids) - 1:].any(), "the last position of a row has no teacher log-probs"
             keep = torch.from_numpy(wanted[: len(ids) - 1])
             log_probs = answer.log_probs[keep]
             scores.append((answer.token_ids[keep].numpy(), log_probs.float().numpy(), self._tail(log_probs).numpy()))
