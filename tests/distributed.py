@@ -1,10 +1,14 @@
 """Launching several processes in tests: `torch.distributed.run` from this interpreter (never a `torchrun` from
-PATH), gloo on CPU, at a free loopback port."""
+PATH), gloo on CPU, at a free loopback port; and killing a running process once it has written a file."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -30,3 +34,14 @@ def deepspeed_missing() -> bool:
     except ImportError:
         return True
     return False
+
+
+def sigkill_once_written(process: subprocess.Popen, path: Path, what: str, timeout: float = 300) -> None:
+    """Wait until `process` has written `path` (`what` names it in the failure messages), then SIGKILL it."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended before its {what}"
+        assert time.time() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

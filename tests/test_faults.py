@@ -3,10 +3,8 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from safetensors.torch import load_file
 
 from hf_distill.training.checkpoint_state import CheckpointStateError
 from hf_distill.training.checkpoints import last_complete_checkpoint
+from tests.distributed import sigkill_once_written
 
 ROOT = Path(__file__).resolve().parents[1]
 # Resumed runs replay the data order and RNG from the checkpoint; what differs is float summation order at most.
@@ -39,13 +38,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_student(tmp_path):
     _train(tmp_path / "clean", "--probe-dir", str(tmp_path / "clean-probe"))
     process = _train(tmp_path / "killed", "--step-delay", "0.3", wait=False)
     first = tmp_path / "killed" / "checkpoint-4"
-    deadline = time.time() + 300
-    while not (first / "trainer_state.json").exists():
-        assert process.poll() is None, "the run ended before its first checkpoint"
-        assert time.time() < deadline, "no checkpoint within 5 minutes"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    sigkill_once_written(process, first / "trainer_state.json", "first checkpoint")
     assert not (tmp_path / "killed" / "final").exists(), "the run finished before it was killed"
     assert not [p.name for p in first.iterdir() if p.suffix in (".pt", ".pth", ".bin")]  # resumed without pickle
     # A checkpoint cut off mid-save must be skipped, not loaded.

@@ -5,10 +5,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -19,6 +17,7 @@ from trl import SFTConfig, SFTTrainer
 
 from hf_distill.data import CorruptShardError, GenerationSettingsError, generate_completions
 from tests import tiny
+from tests.distributed import sigkill_once_written
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,13 +147,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(other_teacher_d
                                      output_dir=tmp_path / "reference", **SETTINGS)
     process = _worker(other_teacher_dir, prompts_on_disk, tmp_path / "run", "--batch-delay", "0.5", wait=False)
     shards = tmp_path / "run" / "shards"
-    deadline = time.time() + 300
-    while not (shards / "shard-00000.json").exists():
-        assert process.poll() is None, "the run ended before its first shard"
-        assert time.time() < deadline, "no shard within 5 minutes"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    sigkill_once_written(process, shards / "shard-00000.json", "first shard")
     finished = len(list(shards.glob("shard-*.json")))
     assert 1 <= finished <= 2 and not (shards / "shard-00002.json").exists(), "killed too late"
 
