@@ -96,14 +96,20 @@ def _check_trained(tmp_path: Path, assets, engine: str, teacher_engine: str, pro
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-@pytest.mark.parametrize("config", [_param(name) for name in LAUNCHES])
-def test_accelerate_config_launches_the_example(config, tiny_assets, tmp_path):
+def _launch_and_check(config: str, config_file: Path, assets, tmp_path: Path, *, cpu: bool, processes: int) -> dict:
+    """`accelerate launch --config_file config_file` of `config`'s recipe on this machine, then `_check_trained`."""
     recipe, engine, teacher_engine = LAUNCHES[config]
-    command = _launch(cpu_variant(EXAMPLES / "accelerate" / config, tmp_path), recipe, tiny_assets, tmp_path,
-                      "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()))
+    command = _launch(config_file, recipe, assets, tmp_path, "--main_process_ip", "127.0.0.1",
+                      "--main_process_port", str(free_port()), cpu=cpu)
     completed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    record = _check_trained(tmp_path, tiny_assets, engine, teacher_engine)
+    return _check_trained(tmp_path, assets, engine, teacher_engine, processes=processes)
+
+
+@pytest.mark.parametrize("config", [_param(name) for name in LAUNCHES])
+def test_accelerate_config_launches_the_example(config, tiny_assets, tmp_path):
+    record = _launch_and_check(config, cpu_variant(EXAMPLES / "accelerate" / config, tmp_path), tiny_assets,
+                               tmp_path, cpu=True, processes=CPU_OVERRIDES["num_processes"])
     assert record["fsdp_version"] == (2 if config == "fsdp2.yaml" else None)
     assert record["zero_stage"] == (3 if config == "deepspeed_zero3.yaml" else None)
 
@@ -121,15 +127,10 @@ GPUS = torch.cuda.device_count()
 def test_accelerate_config_launches_the_example_on_gpus(config, tiny_assets, tmp_path):
     """The shipped config on the GPUs present, as shipped (bf16, NCCL) but for `num_processes` (the config's 8 GPUs
     are rarely all here). DDP needs 2 GPUs to be more than a plain run, so it is the CPU test's."""
-    recipe, engine, teacher_engine = LAUNCHES[config]
     shipped = yaml.safe_load((EXAMPLES / "accelerate" / config).read_text())
     variant = tmp_path / f"gpu-{config}"
     variant.write_text(yaml.safe_dump({**shipped, "num_processes": GPUS}))
-    command = _launch(variant, recipe, tiny_assets, tmp_path, "--main_process_ip", "127.0.0.1",
-                      "--main_process_port", str(free_port()), cpu=False)
-    completed = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    record = _check_trained(tmp_path, tiny_assets, engine, teacher_engine, processes=GPUS)
+    record = _launch_and_check(config, variant, tiny_assets, tmp_path, cpu=False, processes=GPUS)
     assert record["mixed_precision"] == "bf16"
 
 
